@@ -1,0 +1,45 @@
+"""segenv: language-referred interactive segmentation as a Gymnasium environment.
+
+Importing the package registers every env id (``gym.make("SegAgent-Shapes-v0")``); models load
+lazily inside their segmenter backend, so this import needs no torch.
+"""
+
+from gymnasium.envs.registration import register, registry
+
+from .actions import BoxPrompt, Click, parse_action
+from .datasets import DatasetNotFoundError, Sample, make_dataset
+from .env import INVALID, SegEnv
+from .segmenters import make_segmenter
+
+__version__ = "0.1.0"
+
+# id -> (dataset name, default split, extra kwargs). One screen: the whole catalogue.
+ENV_SPECS: dict[str, tuple[str, str, dict]] = {
+    "SegAgent-Shapes-v0": ("shapes", "test", {}),
+    "SegAgent-ThinShapes-v0": ("thin_shapes", "test", {"max_clicks": 11}),
+    "SegAgent-RefCOCO-v0": ("refcoco", "val", {}),
+    "SegAgent-RefCOCOplus-v0": ("refcoco+", "val", {}),
+    "SegAgent-RefCOCOg-v0": ("refcocog", "val", {}),
+    "SegAgent-ThinObject5k-v0": ("thinobject5k", "test", {"max_clicks": 11}),
+    "SegAgent-DIS5K-v0": ("dis5k", "val", {"max_clicks": 11}),
+    "SegAgent-GrabCut-v0": ("grabcut", "test", {"max_clicks": 20, "target_iou": 0.9}),
+    "SegAgent-Berkeley-v0": ("berkeley", "test", {"max_clicks": 20, "target_iou": 0.9}),
+    "SegAgent-DAVIS-v0": ("davis", "test", {"max_clicks": 20, "target_iou": 0.9}),
+}
+
+for _id, (_dataset, _split, _extra) in ENV_SPECS.items():
+    if _id not in registry:
+        register(id=_id, entry_point="segenv.env:SegEnv", kwargs={"dataset": _dataset, "split": _split, **_extra})
+
+__all__ = [
+    "BoxPrompt",
+    "Click",
+    "DatasetNotFoundError",
+    "ENV_SPECS",
+    "INVALID",
+    "Sample",
+    "SegEnv",
+    "make_dataset",
+    "make_segmenter",
+    "parse_action",
+]

@@ -1,0 +1,214 @@
+"""RefCOCO, RefCOCO+ and RefCOCOg in LISA's ``refer_seg`` layout (annotations from the REFER toolkit).
+
+Layout under the data root (``data_root=`` or ``$SEGAGENT_DATA``)::
+
+    refer_seg/refcoco/refs(unc).p      refer_seg/refcoco/instances.json
+    refer_seg/refcoco+/refs(unc).p     refer_seg/refcoco+/instances.json
+    refer_seg/refcocog/refs(umd).p     refer_seg/refcocog/instances.json
+    refer_seg/images/mscoco/images/train2014/COCO_train2014_{image_id:012d}.jpg
+
+``refs(<split_by>).p`` is the REFER toolkit's pickle: a list of refs ``{ref_id, ann_id, image_id,
+split, sentences: [{sent, raw, sent_id, ...}], category_id}``; ``instances.json`` holds the COCO
+images and annotations (polygons, compressed or uncompressed RLE). ``split_by`` defaults to
+``unc`` (refcoco, refcoco+) or ``umd`` (refcocog); ``google`` is accepted where the file exists.
+
+Every sentence of every ref in the chosen split is one :class:`Sample` (as LISA evaluates):
+id ``"<dataset>/<split>/<ref_id>/<sent_id>"``, text = the sentence's ``sent``, mask = the
+referred annotation decoded with pycocotools, box = the mask's tight box. Splits: refcoco and
+refcoco+ ``val``/``testA``/``testB``/``train``; refcocog (umd) ``val``/``test``/``train``.
+The index is built at construction; images are read lazily in ``__getitem__``.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import numpy.typing as npt
+
+from .base import Sample, mask_box, read_rgb, register_dataset, require_paths
+from .base import data_root as resolve_root
+from .hres import check_index
+
+DEFAULT_SPLIT_BY = {"refcoco": "unc", "refcoco+": "unc", "refcocog": "umd"}
+SPLIT_BYS = ("unc", "umd", "google")
+
+LAYOUT = """<root>/refer_seg/
+  refcoco/refs(unc).p    refcoco/instances.json
+  refcoco+/refs(unc).p   refcoco+/instances.json
+  refcocog/refs(umd).p   refcocog/instances.json
+  images/mscoco/images/train2014/COCO_train2014_{image_id:012d}.jpg"""
+
+
+def load_refs(path: Path) -> list[dict]:
+    """Load a REFER ``refs(*).p`` pickle.
+
+    The .p files are trusted data: they come from the REFER toolkit (as redistributed by LISA).
+    ``pickle.load`` can run arbitrary code, so never point this at files you do not trust.
+    Python 2 pickles with non-ASCII bytes are retried with ``encoding="latin1"``.
+    A file that does not unpickle to a list raises ValueError naming it.
+    """
+    with open(path, "rb") as f:
+        try:
+            try:
+                refs = pickle.load(f)
+            except UnicodeDecodeError:
+                f.seek(0)
+                refs = pickle.load(f, encoding="latin1")
+        except Exception as e:  # corrupt pickles fail in many ways (UnpicklingError, EOFError, ...)
+            raise ValueError(f"cannot read refs file {path} (corrupt pickle?): {type(e).__name__}: {e}") from e
+    if not isinstance(refs, list):
+        raise ValueError(f"refs file {path} holds a {type(refs).__name__}, expected a list of refs")
+    return refs
+
+
+def load_instances(path: Path) -> dict:
+    """Load a COCO ``instances.json``; ValueError naming the file when it is not valid JSON."""
+    try:
+        with open(path, "rb") as f:
+            data = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"cannot read COCO annotations {path} (corrupt JSON?): {e}") from e
+    if not isinstance(data, dict) or "annotations" not in data or "images" not in data:
+        raise ValueError(f"COCO annotations {path} lack 'images'/'annotations'")
+    return data
+
+
+def decode_segmentation(seg: Any, height: int, width: int) -> npt.NDArray[np.bool_]:
+    """COCO segmentation (polygon list, uncompressed RLE or compressed RLE) -> HxW bool."""
+    from pycocotools import mask as mask_utils
+
+    if isinstance(seg, list):
+        polys = [[float(v) for v in p] for p in seg if len(p) >= 6]  # len 4 would read as a bbox
+        if not polys:
+            return np.zeros((height, width), dtype=bool)
+        rle = mask_utils.merge(mask_utils.frPyObjects(polys, height, width))
+    elif isinstance(seg, dict):
+        h, w = (int(v) for v in seg.get("size", (height, width)))
+        counts = seg["counts"]
+        if isinstance(counts, list):  # uncompressed RLE
+            rle = mask_utils.frPyObjects(seg, h, w)
+        else:
+            rle = {"size": [h, w], "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
+    else:
+        raise ValueError(f"unknown COCO segmentation format: {type(seg).__name__}")
+    return mask_utils.decode(rle).astype(bool)
+
+
+class RefCOCO:
+    """One of refcoco / refcoco+ / refcocog, one split; ``len()`` = number of (ref, sentence) pairs."""
+
+    def __init__(
+        self,
+        dataset: str = "refcoco",
+        split: str = "val",
+        data_root: Optional[str | Path] = None,
+        split_by: Optional[str] = None,
+    ) -> None:
+        if dataset not in DEFAULT_SPLIT_BY:
+            raise ValueError(f"unknown RefCOCO dataset {dataset!r}; use one of {sorted(DEFAULT_SPLIT_BY)}")
+        split_by = split_by or DEFAULT_SPLIT_BY[dataset]
+        if split_by not in SPLIT_BYS:
+            raise ValueError(f"{dataset}: unknown split_by {split_by!r}; use one of {SPLIT_BYS}")
+        self.name = dataset
+        self.split_by = split_by
+        root = resolve_root(data_root)
+        refer = root / "refer_seg"
+        self.refs_path = refer / dataset / f"refs({split_by}).p"
+        self.instances_path = refer / dataset / "instances.json"
+        self.image_dir = refer / "images" / "mscoco" / "images" / "train2014"
+        require_paths(
+            dataset,
+            root,
+            {"refs": self.refs_path, "annotations": self.instances_path, "images": self.image_dir},
+            LAYOUT,
+        )
+        refs = load_refs(self.refs_path)
+        try:
+            splits = sorted({str(r["split"]) for r in refs})
+        except (KeyError, TypeError) as e:
+            raise ValueError(f"refs file {self.refs_path}: a ref lacks 'split' ({e})") from e
+        by_lower = {s.lower(): s for s in splits}
+        if str(split).lower() not in by_lower:
+            raise ValueError(f"{dataset} ({split_by}): no split {split!r} in {self.refs_path}; splits: {splits}")
+        self.split = by_lower[str(split).lower()]
+
+        coco = load_instances(self.instances_path)
+        anns = {a["id"]: a for a in coco["annotations"]}
+        imgs = {im["id"]: im for im in coco["images"]}
+        # (ref_id, sent_id, text, annotation, image info); only referenced COCO records are kept.
+        self._items: list[tuple[int, int, str, dict, dict]] = []
+        for ref in refs:
+            if ref["split"] != self.split:
+                continue
+            try:
+                ref_id, ann_id, sentences = ref["ref_id"], ref["ann_id"], ref["sentences"]
+            except KeyError as e:
+                raise ValueError(f"refs file {self.refs_path}: ref lacks key {e}") from e
+            if ann_id not in anns:
+                raise ValueError(f"{self.instances_path}: no annotation {ann_id} (ref {ref_id})")
+            ann = anns[ann_id]
+            image_id = ref.get("image_id", ann.get("image_id"))
+            if image_id not in imgs:
+                raise ValueError(f"{self.instances_path}: no image {image_id} (ref {ref_id})")
+            for j, sent in enumerate(sentences):
+                text = sent.get("sent") or sent.get("raw") or ""
+                self._items.append((ref_id, sent.get("sent_id", j), text, ann, imgs[image_id]))
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    @property
+    def sample_ids(self) -> list[str]:
+        return [f"{self.name}/{self.split}/{ref_id}/{sent_id}" for ref_id, sent_id, *_ in self._items]
+
+    def image_path(self, info: dict) -> Path:
+        """Image file of a COCO image record: its ``file_name``, else the train2014 naming."""
+        return self.image_dir / (info.get("file_name") or f"COCO_train2014_{int(info['id']):012d}.jpg")
+
+    def __getitem__(self, index: int) -> Sample:
+        ref_id, sent_id, text, ann, info = self._items[check_index(index, len(self))]
+        path = self.image_path(info)
+        image = read_rgb(path)
+        h, w = int(info.get("height", image.shape[0])), int(info.get("width", image.shape[1]))
+        mask = decode_segmentation(ann.get("segmentation", []), h, w)
+        if mask.shape != image.shape[:2]:
+            raise ValueError(
+                f"{self.name}: annotation {ann.get('id')} decodes to {mask.shape}, image {path} is {image.shape[:2]}"
+            )
+        return Sample(
+            id=f"{self.name}/{self.split}/{ref_id}/{sent_id}",
+            image=image,
+            mask=mask,
+            text=text,
+            box=mask_box(mask),
+            meta={
+                "ref_id": ref_id,
+                "sent_id": sent_id,
+                "ann_id": ann.get("id"),
+                "image_id": info.get("id"),
+                "category_id": ann.get("category_id"),
+                "image_path": str(path),
+            },
+        )
+
+    def __repr__(self) -> str:
+        return f"RefCOCO({self.name!r}, split={self.split!r}, split_by={self.split_by!r}, len={len(self)})"
+
+
+@register_dataset("refcoco")
+def make_refcoco(split: str = "val", data_root: Optional[str | Path] = None, split_by: Optional[str] = None, **_):
+    return RefCOCO("refcoco", split=split, data_root=data_root, split_by=split_by)
+
+
+@register_dataset("refcoco+")
+def make_refcoco_plus(split: str = "val", data_root: Optional[str | Path] = None, split_by: Optional[str] = None, **_):
+    return RefCOCO("refcoco+", split=split, data_root=data_root, split_by=split_by)
+
+
+@register_dataset("refcocog")
+def make_refcocog(split: str = "val", data_root: Optional[str | Path] = None, split_by: Optional[str] = None, **_):
+    return RefCOCO("refcocog", split=split, data_root=data_root, split_by=split_by)

@@ -1,0 +1,323 @@
+"""SegEnv: referring segmentation by clicks, as a Gymnasium environment."""
+
+from __future__ import annotations
+
+import string
+import time
+from typing import Any, Optional
+
+import gymnasium as gym
+import numpy as np
+import numpy.typing as npt
+from gymnasium import spaces
+
+from . import render as R
+from .actions import Action, BoxPrompt, Click, parse_action
+from .datasets import Dataset, Sample, make_dataset
+from .metrics import intersection_union
+from .segmenters import Segmenter, make_segmenter
+
+TEXT_CHARSET = string.printable
+TEXT_MAX_LENGTH = 512
+INITIAL_STATES = ("empty", "box", "points")
+
+
+class SegEnv(gym.Env):
+    """Segment the object a sentence refers to by clicking.
+
+    ## Description
+    Each episode is one dataset item: an image and a referring expression. The agent clicks;
+    an interactive segmenter (GrabCut by default, or a SAM-family model) turns *all* clicks so
+    far, the box if any and its previous logits into a mask, exactly as in SegAgent's
+    evaluation (REFERENCE.md 4).
+
+    ## Action Space
+    ``Box(0, 1, (3,), float32)``: ``(x, y, p)``, ``x`` column and ``y`` row normalised to the
+    image, a positive click when ``p >= 0.5``. ``step`` also takes the typed forms
+    :class:`segenv.actions.Click` and :class:`segenv.actions.BoxPrompt` (a box, allowed only as
+    the first action), and ``float32[5] = (kind, x, y, x1, y1)``. ``None`` or
+    :data:`INVALID` is an *invalid step* (e.g. a model's unparsable text): mask kept, reward 0,
+    ``info["invalid"] = True``, and it still uses up a click. Malformed actions raise
+    ``ValueError`` before anything changes.
+
+    ## Observation Space
+    ``Dict(image=Box(uint8, SxSx3), overlay=Box(uint8, SxSx3), mask=Box(uint8 {0,255}, SxS),
+    text=Text(0..512, printable))`` with ``S = image_size``. ``overlay`` is what the policy sees:
+    the image with the mask blended in ``overlay_color`` at ``overlay_alpha`` only where the mask
+    is on; clicks are drawn on it only with ``draw_clicks=True`` (SegAgent draws none).
+
+    ## Rewards
+    ``IoU(after) - IoU(before)``, computed at the sample's original resolution, with the
+    dataset's ignore pixels excluded (the resize to ``S`` is for observations only).
+
+    ## Starting State
+    A sample drawn with ``self.np_random`` (or ``options={"index": i}``); the initial mask is
+    ``"empty"``, ``"box"`` (the segmenter's mask for the ground-truth box; the box then stays
+    a prompt) or ``"points"`` (the segmenter's mask for ``initial_points`` random pixels inside
+    the ground-truth box, labelled by ground truth; they stay prompts, not counted as clicks).
+
+    ## Episode End
+    Truncation after ``max_clicks`` clicks (invalid steps count); termination when
+    ``target_iou`` is set and reached.
+
+    ## Info
+    ``iou``, ``intersection``, ``union``, ``num_clicks``, ``sample_id``, ``sample_index``,
+    ``invalid``, ``clicks`` (normalised ``(x, y, positive)``), ``pred_mask`` (the current mask at
+    original resolution), and ``gt_mask`` / ``gt_ignore`` (original resolution; for the oracle
+    and training only: the rollout harness strips them for agents that do not declare
+    ``needs_gt``). Wall time of the last segmenter call is the attribute
+    ``last_segmenter_seconds`` (not in ``info``, which must be deterministic).
+
+    ## Arguments
+    ``dataset`` (name or instance), ``split``, ``data_root``, ``dataset_kwargs``, ``segmenter``
+    (name, ``"name:/path"`` or instance), ``segmenter_kwargs``, ``image_size`` (512; 448 for
+    Qwen), ``max_clicks`` (7), ``target_iou`` (None), ``initial_state``, ``initial_points``,
+    ``overlay_color``, ``overlay_alpha``, ``draw_clicks``, ``render_mode``.
+
+    ## Version History
+    * v0: first release.
+    """
+
+    metadata = {"render_modes": ["rgb_array", "human"], "render_fps": 2}
+
+    def __init__(
+        self,
+        dataset: "str | Dataset" = "shapes",
+        split: str = "test",
+        data_root: Optional[str] = None,
+        dataset_kwargs: Optional[dict] = None,
+        segmenter: "str | Segmenter" = "grabcut",
+        segmenter_kwargs: Optional[dict] = None,
+        image_size: int = 512,
+        max_clicks: int = 7,
+        target_iou: Optional[float] = None,
+        initial_state: str = "empty",
+        initial_points: int = 3,
+        overlay_color: "str | tuple[int, int, int]" = "green",
+        overlay_alpha: float = 0.5,
+        draw_clicks: bool = False,
+        render_mode: Optional[str] = None,
+    ) -> None:
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']}, got {render_mode!r}")
+        if initial_state not in INITIAL_STATES:
+            raise ValueError(f"initial_state must be one of {INITIAL_STATES}, got {initial_state!r}")
+        if image_size < 16:
+            raise ValueError(f"image_size must be >= 16, got {image_size}")
+        if max_clicks < 1:
+            raise ValueError(f"max_clicks must be >= 1, got {max_clicks}")
+        if target_iou is not None and not 0.0 < target_iou <= 1.0:
+            raise ValueError(f"target_iou must be in (0, 1], got {target_iou}")
+        self.dataset: Dataset = (
+            make_dataset(dataset, split=split, data_root=data_root, **(dataset_kwargs or {}))
+            if isinstance(dataset, str)
+            else dataset
+        )
+        if len(self.dataset) == 0:
+            raise ValueError(f"dataset {getattr(self.dataset, 'name', dataset)!r} split {split!r} is empty")
+        self.segmenter: Segmenter = make_segmenter(segmenter, **(segmenter_kwargs or {}))
+        self.image_size = int(image_size)
+        self.max_clicks = int(max_clicks)
+        self.target_iou = target_iou
+        self.initial_state = initial_state
+        self.initial_points = int(initial_points)
+        self.overlay_color = R.COLORS[overlay_color] if isinstance(overlay_color, str) else tuple(overlay_color)
+        self.overlay_alpha = float(overlay_alpha)
+        self.draw_clicks = draw_clicks
+        self.render_mode = render_mode
+
+        s = self.image_size
+        self.observation_space = spaces.Dict(
+            {
+                "image": spaces.Box(0, 255, (s, s, 3), np.uint8),
+                "overlay": spaces.Box(0, 255, (s, s, 3), np.uint8),
+                "mask": spaces.Box(0, 255, (s, s), np.uint8),
+                "text": spaces.Text(max_length=TEXT_MAX_LENGTH, min_length=0, charset=TEXT_CHARSET),
+            }
+        )
+        self.action_space = spaces.Box(0.0, 1.0, (3,), np.float32)
+        self._sample: Optional[Sample] = None
+        self._figure = None
+
+    # ------------------------------------------------------------------ episode state
+    def reset(self, *, seed: Optional[int] = None, options: Optional[dict] = None):
+        super().reset(seed=seed)
+        options = options or {}
+        index = options.get("index")
+        if index is None:
+            index = int(self.np_random.integers(len(self.dataset)))
+        elif not -len(self.dataset) <= int(index) < len(self.dataset):
+            raise ValueError(f"options['index']={index} is out of range for a dataset of {len(self.dataset)}")
+        sample = self.dataset[int(index)]
+        self._sample = sample
+        self._index = int(index)
+        h, w = sample.mask.shape
+        self._image_small = R.resize_image(sample.image, self.image_size)
+        self._text = self._clean_text(sample.text)
+        self._points: list[tuple[float, float]] = []  # pixel (x, y) prompts at original resolution
+        self._labels: list[int] = []
+        self._clicks: list[tuple[float, float, bool]] = []  # the agent's clicks, normalised
+        self._box: Optional[np.ndarray] = None
+        self._logits: Any = None
+        self._num_clicks = 0
+        self.last_segmenter_seconds = 0.0
+        t0 = time.perf_counter()
+        self.segmenter.set_image(sample.image)
+        mask = np.zeros((h, w), bool)
+        if self.initial_state == "box":
+            x0, y0, x1, y1 = sample.box
+            self._box = np.array([x0, y0, x1, y1], np.float32)
+            mask, self._logits = self.segmenter.predict(np.zeros((0, 2), np.float32), np.zeros(0, np.int64), self._box)
+        elif self.initial_state == "points":
+            self._add_random_points(sample)
+            mask, self._logits = self.segmenter.predict(*self._prompt_arrays())
+        self.last_segmenter_seconds = time.perf_counter() - t0
+        self._set_mask(mask)
+        return self._observation(), self._info(invalid=False)
+
+    def _add_random_points(self, sample: Sample) -> None:
+        x0, y0, x1, y1 = sample.box
+        for _ in range(self.initial_points):
+            col = int(self.np_random.integers(x0, max(x0 + 1, x1)))
+            row = int(self.np_random.integers(y0, max(y0 + 1, y1)))
+            self._points.append((col + 0.5, row + 0.5))
+            self._labels.append(int(sample.mask[row, col]))
+        if 1 not in self._labels:  # make sure the initial mask is not trivially empty
+            rows, cols = np.nonzero(sample.mask)
+            if len(rows):
+                k = int(self.np_random.integers(len(rows)))
+                self._points.append((cols[k] + 0.5, rows[k] + 0.5))
+                self._labels.append(1)
+
+    def step(self, action: "Action | np.ndarray | None"):
+        if self._sample is None:
+            raise RuntimeError("call reset() before step()")
+        invalid = action is None or action is INVALID
+        parsed = None if invalid else parse_action(action)
+        if isinstance(parsed, BoxPrompt) and (self._num_clicks > 0 or self._box is not None):
+            raise ValueError("a BoxPrompt is allowed only as the first action of an episode")
+        h, w = self._sample.mask.shape
+        self.last_segmenter_seconds = 0.0
+        before = self._iou
+        if parsed is not None:
+            if isinstance(parsed, BoxPrompt):
+                self._box = parsed.to_pixels(h, w)
+            else:
+                row, col = parsed.to_pixel(h, w)
+                self._points.append((col + 0.5, row + 0.5))
+                self._labels.append(int(parsed.positive))
+                self._clicks.append((parsed.x, parsed.y, parsed.positive))
+            t0 = time.perf_counter()
+            mask, self._logits = self.segmenter.predict(*self._prompt_arrays(), prev_logits=self._logits)
+            self.last_segmenter_seconds = time.perf_counter() - t0
+            self._set_mask(mask)
+        if not isinstance(parsed, BoxPrompt):
+            self._num_clicks += 1
+        reward = self._iou - before
+        terminated = self.target_iou is not None and self._iou >= self.target_iou
+        truncated = not terminated and self._num_clicks >= self.max_clicks
+        if self.render_mode == "human":
+            self.render()
+        return self._observation(), float(reward), bool(terminated), bool(truncated), self._info(invalid=invalid)
+
+    def _prompt_arrays(self) -> tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
+        points = np.asarray(self._points, np.float32).reshape(-1, 2)
+        return points, np.asarray(self._labels, np.int64), self._box
+
+    def _set_mask(self, mask: npt.NDArray[np.bool_]) -> None:
+        sample = self._sample
+        assert sample is not None
+        if mask.shape != sample.mask.shape:
+            raise ValueError(f"segmenter returned a mask of shape {mask.shape}, expected {sample.mask.shape}")
+        self._mask = mask.astype(bool, copy=False)
+        self._inter, self._union = intersection_union(self._mask, sample.mask, sample.ignore)
+        self._iou = 1.0 if self._union == 0 else self._inter / self._union
+        self._mask_small = R.resize_mask(self._mask, self.image_size)
+
+    @staticmethod
+    def _clean_text(text: str) -> str:
+        """Printable ASCII, at most TEXT_MAX_LENGTH characters (the Text space's limits)."""
+        text = "".join(c if c in TEXT_CHARSET else " " for c in text)
+        return text[:TEXT_MAX_LENGTH]
+
+    # ------------------------------------------------------------------ views
+    def _observation(self) -> dict:
+        overlay = R.overlay_mask(self._image_small, self._mask_small, self.overlay_color, self.overlay_alpha)
+        if self.draw_clicks:
+            R.draw_clicks(overlay, self._clicks)
+        return {
+            "image": self._image_small.copy(),
+            "overlay": overlay,
+            "mask": self._mask_small.astype(np.uint8) * 255,
+            "text": self._text,
+        }
+
+    def _info(self, invalid: bool) -> dict:
+        assert self._sample is not None
+        return {
+            "iou": float(self._iou),
+            "intersection": int(self._inter),
+            "union": int(self._union),
+            "num_clicks": self._num_clicks,
+            "sample_id": self._sample.id,
+            "sample_index": self._index,
+            "invalid": bool(invalid),
+            "clicks": list(self._clicks),
+            "pred_mask": self._mask.copy(),
+            "gt_mask": self._sample.mask.copy(),
+            **({"gt_ignore": self._sample.ignore.copy()} if self._sample.ignore is not None else {}),
+        }
+
+    @property
+    def sample(self) -> Optional[Sample]:
+        """The current episode's dataset item (ground truth included: not for policies)."""
+        return self._sample
+
+    @property
+    def current_mask(self) -> npt.NDArray[np.bool_]:
+        """The current mask at the sample's original resolution (a copy)."""
+        return self._mask.copy()
+
+    def render(self) -> Optional[npt.NDArray[np.uint8]]:
+        """For people: the overlay with clicks (red positive, blue negative) and the box drawn."""
+        if self._sample is None or self.render_mode is None:
+            return None
+        frame = R.overlay_mask(self._image_small, self._mask_small, self.overlay_color, self.overlay_alpha)
+        R.draw_clicks(frame, self._clicks)
+        if self._box is not None:
+            h, w = self._sample.mask.shape
+            x0, y0, x1, y1 = self._box
+            R.draw_box(frame, (x0 / w, y0 / h, x1 / w, y1 / h))
+        if self.render_mode == "rgb_array":
+            return frame
+        self._show(frame)
+        return None
+
+    def _show(self, frame: npt.NDArray[np.uint8]) -> None:
+        import matplotlib.pyplot as plt  # only "human" rendering needs a GUI backend, and only here
+
+        if self._figure is None:
+            plt.ion()
+            self._figure = plt.figure(f"SegEnv: {self._text}")
+            self._axes_image = self._figure.gca().imshow(frame)
+            self._figure.gca().set_axis_off()
+        self._axes_image.set_data(frame)
+        self._figure.canvas.draw_idle()
+        plt.pause(1.0 / self.metadata["render_fps"])
+
+    def close(self) -> None:
+        if self._figure is not None:
+            import matplotlib.pyplot as plt
+
+            plt.close(self._figure)
+            self._figure = None
+
+
+class _Invalid:
+    """Marker action: the agent produced no usable action this step (e.g. unparsable text)."""
+
+    def __repr__(self) -> str:
+        return "INVALID"
+
+
+INVALID = _Invalid()

@@ -1,0 +1,249 @@
+"""THE rollout harness: every benchmark, training script and test runs agents through here.
+
+An agent is any object with ``reset(obs, info)`` and ``act(obs, info)`` (structural typing: the
+:class:`AgentLike` protocol; ``segenv`` never imports ``agents``). ``act`` returns an action the
+env accepts, ``None`` for an invalid step (e.g. unparsable model text), or :data:`STOP` to end
+the episode early (the oracle does when the mask is perfect). Agents see ``info`` without
+``gt_mask`` unless they set ``needs_gt = True``. If an agent sets ``last_output`` (e.g. the raw
+text a model generated), it is recorded with the step.
+
+A malformed action (``ValueError`` from the env) becomes a recorded invalid step, never a crash
+mid-benchmark; so does an exception inside ``act`` when ``catch_agent_errors=True``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Iterable, Optional, Protocol, Sequence
+
+import numpy as np
+
+from .actions import BoxPrompt, Click, action_to_array, parse_action
+from .env import INVALID
+
+log = logging.getLogger(__name__)
+
+
+class _Stop:
+    def __repr__(self) -> str:
+        return "STOP"
+
+
+STOP = _Stop()
+GT_KEYS = frozenset({"gt_mask", "gt_ignore"})
+
+
+class AgentLike(Protocol):
+    def reset(self, obs: dict, info: dict) -> None: ...
+
+    def act(self, obs: dict, info: dict) -> Any: ...
+
+
+@dataclass
+class StepRecord:
+    """One step: the action as ``[kind, x, y, x1, y1]`` (None if invalid) and what it did."""
+
+    action: Optional[list[float]]
+    iou: float
+    reward: float
+    invalid: bool
+    output: Optional[str] = None
+    error: Optional[str] = None
+    agent_seconds: float = 0.0
+    segmenter_seconds: float = 0.0
+    env_seconds: float = 0.0
+
+
+@dataclass
+class Trajectory:
+    """One episode: the sample, the initial IoU and the steps; JSON-ready via ``to_dict``."""
+
+    sample_id: str
+    sample_index: int
+    text: str
+    initial_iou: float
+    steps: list[StepRecord] = field(default_factory=list)
+    intersection: int = 0
+    union: int = 0
+    stopped: bool = False
+
+    @property
+    def ious(self) -> list[float]:
+        """IoU after each step (click index 1, 2, ...)."""
+        return [s.iou for s in self.steps]
+
+    @property
+    def final_iou(self) -> float:
+        return self.steps[-1].iou if self.steps else self.initial_iou
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["ious"] = self.ious
+        return d
+
+
+def strip_gt(info: dict) -> dict:
+    """``info`` without the ground truth, for agents that must not see it."""
+    return {k: v for k, v in info.items() if k not in GT_KEYS}
+
+
+def _to_record(action: Any) -> Optional[list[float]]:
+    if action is None or action is INVALID:
+        return None
+    return action_to_array(parse_action(action)).astype(float).tolist()
+
+
+def run_episode(
+    agent: AgentLike,
+    env: Any,
+    *,
+    seed: Optional[int] = None,
+    index: Optional[int] = None,
+    catch_agent_errors: bool = True,
+    on_step: Optional[Callable[[dict, StepRecord, dict], None]] = None,
+) -> Trajectory:
+    """Run one episode of ``agent`` in a single (not vector) env and record it.
+
+    ``on_step(obs_before, record, info_after)`` is called after every step (trace generation
+    uses it to keep the observation the action was taken from).
+    """
+    options = {"index": index} if index is not None else None
+    obs, info = env.reset(seed=seed, options=options)
+    base = env.unwrapped
+    needs_gt = bool(getattr(agent, "needs_gt", False))
+    view = (lambda i: i) if needs_gt else strip_gt
+    agent.reset(obs, view(info))
+    traj = Trajectory(info["sample_id"], int(info.get("sample_index", -1)), obs["text"], float(info["iou"]))
+    traj.intersection, traj.union = int(info.get("intersection", 0)), int(info.get("union", 0))
+    done = False
+    while not done:
+        output, error = None, None
+        t0 = time.perf_counter()
+        try:
+            action = agent.act(obs, view(info))
+        except Exception as exc:  # a policy bug must not kill a long benchmark; it is recorded
+            if not catch_agent_errors:
+                raise
+            log.warning("agent raised %s on %s; recorded as an invalid step", exc, traj.sample_id)
+            action, error = None, f"{type(exc).__name__}: {exc}"
+        t1 = time.perf_counter()
+        output = getattr(agent, "last_output", None)
+        if action is STOP:
+            traj.stopped = True
+            break
+        try:
+            record_action = _to_record(action)
+            next_obs, reward, terminated, truncated, info = env.step(action)
+        except ValueError as exc:  # malformed action: the env changed nothing; count it invalid
+            error = f"ValueError: {exc}"
+            record_action = None
+            next_obs, reward, terminated, truncated, info = env.step(INVALID)
+        t2 = time.perf_counter()
+        seg = float(getattr(base, "last_segmenter_seconds", 0.0))
+        record = StepRecord(
+            action=record_action,
+            iou=float(info["iou"]),
+            reward=float(reward),
+            invalid=bool(info.get("invalid", False)),
+            output=output,
+            error=error,
+            agent_seconds=t1 - t0,
+            segmenter_seconds=seg,
+            env_seconds=max(0.0, (t2 - t1) - seg),
+        )
+        traj.steps.append(record)
+        traj.intersection, traj.union = int(info.get("intersection", 0)), int(info.get("union", 0))
+        if on_step is not None:
+            on_step(obs, record, info)
+        obs = next_obs
+        done = terminated or truncated
+    return traj
+
+
+def run_episodes(
+    agent: AgentLike,
+    env: Any,
+    episodes: int,
+    *,
+    seed: int = 0,
+    indices: Optional[Sequence[int]] = None,
+    progress: bool = True,
+    desc: str = "episodes",
+    **kwargs,
+) -> list[Trajectory]:
+    """Run ``episodes`` episodes; episode ``k`` uses sample ``indices[k]`` (default ``k``) and seed ``seed + k``.
+
+    Using the index (not the env's random draw) makes every agent see the same samples.
+    """
+    from tqdm.auto import tqdm
+
+    if indices is None:
+        n = len(env.unwrapped.dataset)
+        indices = [k % n for k in range(episodes)]
+    trajs = []
+    for k in tqdm(range(episodes), desc=desc, disable=not progress, leave=False):
+        trajs.append(run_episode(agent, env, seed=seed + k, index=int(indices[k]), **kwargs))
+    return trajs
+
+
+def run_vector(
+    agents: Sequence[AgentLike],
+    envs: Any,
+    episodes: int,
+    *,
+    seed: int = 0,
+) -> list[Trajectory]:
+    """Run one agent per sub-env of a gymnasium ``VectorEnv`` until ``episodes`` episodes finish.
+
+    Works with sync and async vector envs (async with Text observations needs
+    ``vector_kwargs={"shared_memory": False}``); uses NEXT_STEP autoreset semantics (the default):
+    the step after an episode ends is a reset step and is not recorded.
+    """
+    n = envs.num_envs
+    if len(agents) != n:
+        raise ValueError(f"need one agent per sub-env: {n} envs, {len(agents)} agents")
+    obs, infos = envs.reset(seed=seed)
+
+    def unbatch(batch: dict, i: int) -> dict:
+        return {k: (unbatch(v, i) if isinstance(v, dict) else v[i]) for k, v in batch.items() if not k.startswith("_")}
+
+    current: list[Optional[Trajectory]] = [None] * n
+    finished: list[Trajectory] = []
+    resetting = [False] * n
+    for i in range(n):
+        info_i = unbatch(infos, i)
+        obs_i = unbatch(obs, i)
+        view = info_i if getattr(agents[i], "needs_gt", False) else strip_gt(info_i)
+        agents[i].reset(obs_i, view)
+        current[i] = Trajectory(info_i["sample_id"], int(info_i["sample_index"]), obs_i["text"], float(info_i["iou"]))
+    while len(finished) < episodes:
+        actions = []
+        for i in range(n):
+            if resetting[i]:
+                actions.append(envs.single_action_space.sample() * 0)
+                continue
+            info_i, obs_i = unbatch(infos, i), unbatch(obs, i)
+            view = info_i if getattr(agents[i], "needs_gt", False) else strip_gt(info_i)
+            a = agents[i].act(obs_i, view)
+            if a is None or a is STOP or a is INVALID:
+                raise ValueError("run_vector needs array actions; use run_episodes for invalid/STOP actions")
+            actions.append(action_to_array(parse_action(a))[[1, 2, 0]])
+        obs, rewards, terms, truncs, infos = envs.step(np.stack(actions).astype(np.float32))
+        for i in range(n):
+            info_i = unbatch(infos, i)
+            if resetting[i]:
+                resetting[i] = False
+                obs_i = unbatch(obs, i)
+                view = info_i if getattr(agents[i], "needs_gt", False) else strip_gt(info_i)
+                agents[i].reset(obs_i, view)
+                current[i] = Trajectory(info_i["sample_id"], int(info_i["sample_index"]), obs_i["text"], float(info_i["iou"]))
+                continue
+            traj = current[i]
+            assert traj is not None
+            traj.steps.append(StepRecord(actions[i][[2, 0, 1]].tolist() + [0.0, 0.0], float(info_i["iou"]), float(rewards[i]), bool(info_i["invalid"])))
+            if terms[i] or truncs[i]:
+                finished.append(traj)
+                resetting[i] = True
+    return finished[:episodes]

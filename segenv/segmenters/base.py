@@ -1,0 +1,114 @@
+"""The interactive segmenter protocol and registry.
+
+A segmenter follows segment-anything's "set the image once, prompt many times" pattern:
+
+* ``set_image(image)``: HxWx3 uint8 RGB at the sample's original size; computes and caches
+  whatever is per-image (SAM's image embedding). Called once per episode.
+* ``predict(points, labels, box=None, prev_logits=None) -> (mask, logits)``:
+  ``points`` float32 Nx2 ``(x, y)`` pixel coordinates in that image (SAM's layout), ``labels``
+  int N (1 positive, 0 negative), ``box`` float32[4] ``(x0, y0, x1, y1)`` pixels or None,
+  ``prev_logits`` whatever this segmenter returned as ``logits`` last step (SAM: the chosen
+  1x256x256 low-res logits, fed back as ``mask_input``). Returns an HxW bool mask and the new
+  logits (or None for backends without them).
+* ``predict_many(prompts)``: the same for K prompt sets on the cached image (tree search).
+
+Backends register with :func:`register_segmenter` and are built with :func:`make_segmenter`,
+whose spec may carry a path: ``"sam:/ckpt/sam_vit_b.pth"`` or ``"hf:/models/sam-vit-base"``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Optional, Protocol, Sequence, runtime_checkable
+
+import numpy as np
+import numpy.typing as npt
+
+
+@dataclass
+class Prompt:
+    """One set of prompts for :meth:`Segmenter.predict_many`."""
+
+    points: npt.NDArray[np.float32]  # Nx2 (x, y) pixels
+    labels: npt.NDArray[np.int64]  # N, 1 positive / 0 negative
+    box: Optional[npt.NDArray[np.float32]] = None  # [4] (x0, y0, x1, y1) pixels
+    prev_logits: Any = None
+
+
+@runtime_checkable
+class Segmenter(Protocol):
+    name: str
+
+    def set_image(self, image: npt.NDArray[np.uint8]) -> None: ...
+
+    def predict(
+        self,
+        points: npt.NDArray[np.float32],
+        labels: npt.NDArray[np.int64],
+        box: Optional[npt.NDArray[np.float32]] = None,
+        prev_logits: Any = None,
+    ) -> tuple[npt.NDArray[np.bool_], Any]: ...
+
+    def predict_many(self, prompts: Sequence[Prompt]) -> list[tuple[npt.NDArray[np.bool_], Any]]: ...
+
+
+class SegmenterBase:
+    """Shared plumbing: input checks and a looped ``predict_many``; backends override as needed."""
+
+    name = "base"
+    image_shape: Optional[tuple[int, int]] = None
+
+    def _check_image(self, image: npt.NDArray[np.uint8]) -> None:
+        if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError(f"{self.name}: set_image needs an HxWx3 uint8 RGB array, got {getattr(image, 'shape', type(image))}")
+        if image.dtype != np.uint8:
+            raise ValueError(f"{self.name}: set_image needs uint8 pixels, got {image.dtype}")
+        self.image_shape = image.shape[:2]
+
+    def _check_prompt(self, points, labels, box) -> tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
+        if self.image_shape is None:
+            raise RuntimeError(f"{self.name}: call set_image(image) before predict(...)")
+        points = np.asarray(points, np.float32).reshape(-1, 2)
+        labels = np.asarray(labels, np.int64).reshape(-1)
+        if len(points) != len(labels):
+            raise ValueError(f"{self.name}: {len(points)} points but {len(labels)} labels")
+        if not np.all(np.isfinite(points)):
+            raise ValueError(f"{self.name}: point coordinates must be finite")
+        if box is not None:
+            box = np.asarray(box, np.float32).reshape(4)
+        if len(points) == 0 and box is None:
+            raise ValueError(f"{self.name}: predict needs at least one point or a box")
+        return points, labels, box
+
+    def predict_many(self, prompts: Sequence[Prompt]) -> list[tuple[npt.NDArray[np.bool_], Any]]:
+        return [self.predict(p.points, p.labels, p.box, p.prev_logits) for p in prompts]
+
+
+SegmenterFactory = Callable[..., Segmenter]
+_REGISTRY: dict[str, SegmenterFactory] = {}
+
+
+def register_segmenter(name: str) -> Callable[[SegmenterFactory], SegmenterFactory]:
+    """Decorator: make ``factory(checkpoint=None, **kwargs)`` buildable by ``name``."""
+
+    def wrap(factory: SegmenterFactory) -> SegmenterFactory:
+        _REGISTRY[name] = factory
+        return factory
+
+    return wrap
+
+
+def make_segmenter(spec: "str | Segmenter", **kwargs) -> Segmenter:
+    """Build a segmenter from ``"name"`` or ``"name:/path/to/checkpoint"``; instances pass through."""
+    if not isinstance(spec, str):
+        return spec
+    name, _, path = spec.partition(":")
+    if name not in _REGISTRY:
+        raise KeyError(f"unknown segmenter {name!r}; registered: {sorted(_REGISTRY)}")
+    if path:
+        kwargs.setdefault("checkpoint", path)
+    return _REGISTRY[name](**kwargs)
+
+
+def segmenter_names() -> list[str]:
+    return sorted(_REGISTRY)
