@@ -218,21 +218,35 @@ def run_vector(
         view = info_i if getattr(agents[i], "needs_gt", False) else strip_gt(info_i)
         agents[i].reset(obs_i, view)
         current[i] = Trajectory(info_i["sample_id"], int(info_i["sample_index"]), obs_i["text"], float(info_i["iou"]))
+    draining = [False] * n  # the agent said STOP: its episode is recorded, the sub-env runs out
+    last = [np.zeros(3, np.float32) for _ in range(n)]
     while len(finished) < episodes:
         actions = []
         for i in range(n):
-            if resetting[i]:
-                actions.append(envs.single_action_space.sample() * 0)
+            if resetting[i] or draining[i]:
+                actions.append(last[i])
                 continue
             info_i, obs_i = unbatch(infos, i), unbatch(obs, i)
             view = info_i if getattr(agents[i], "needs_gt", False) else strip_gt(info_i)
             a = agents[i].act(obs_i, view)
-            if a is None or a is STOP or a is INVALID:
-                raise ValueError("run_vector needs array actions; use run_episodes for invalid/STOP actions")
-            actions.append(action_to_array(parse_action(a))[[1, 2, 0]])
+            if a is STOP:
+                assert current[i] is not None
+                current[i].stopped = True
+                finished.append(current[i])
+                draining[i] = True
+                actions.append(last[i])
+                continue
+            if a is None or a is INVALID:
+                raise ValueError("run_vector needs click actions; use run_episodes for agents with invalid steps")
+            last[i] = action_to_array(parse_action(a))[[1, 2, 0]]
+            actions.append(last[i])
         obs, rewards, terms, truncs, infos = envs.step(np.stack(actions).astype(np.float32))
         for i in range(n):
             info_i = unbatch(infos, i)
+            if draining[i]:
+                if terms[i] or truncs[i]:
+                    draining[i], resetting[i] = False, True
+                continue
             if resetting[i]:
                 resetting[i] = False
                 obs_i = unbatch(obs, i)
@@ -247,3 +261,46 @@ def run_vector(
                 finished.append(traj)
                 resetting[i] = True
     return finished[:episodes]
+
+
+def summarize(trajectories: Sequence[Trajectory], max_clicks: int, noc_max_clicks: Optional[int] = None) -> dict:
+    """The benchmark numbers of a set of episodes (REFERENCE.md 4-5 definitions).
+
+    ``miou``/``ciou`` use each episode's final mask; ``miou_per_click[k]`` is the mean IoU after
+    click ``k+1`` with early-stopped episodes carrying their last IoU forward (an episode with no
+    step carries its initial IoU); ``best_iou_per_click`` the same for the best IoU so far. NoC
+    counts to ``noc_max_clicks`` (default ``max_clicks``; RITM uses 20): an episode that never
+    reaches the threshold counts the maximum. Timing: ``seconds_per_click`` is the mean wall
+    time of a step (agent + env + segmenter); ``env_overhead_fraction`` is the env's own time
+    over env + segmenter time.
+    """
+    from . import metrics as M
+
+    noc_max = noc_max_clicks or max_clicks
+    curves = [t.ious if t.steps else [t.initial_iou] for t in trajectories]
+    best = [list(np.maximum.accumulate(c)) for c in curves]
+    steps = [s for t in trajectories for s in t.steps]
+    seg = sum(s.segmenter_seconds for s in steps)
+    env_own = sum(s.env_seconds for s in steps)
+    agent = sum(s.agent_seconds for s in steps)
+    n_steps = max(1, len(steps))
+    firsts = [t.steps[0].iou for t in trajectories if t.steps]
+    return {
+        "episodes": len(trajectories),
+        "steps": len(steps),
+        "miou": float(np.mean([t.final_iou for t in trajectories])) if trajectories else float("nan"),
+        "ciou": M.ciou([t.intersection for t in trajectories], [t.union for t in trajectories]),
+        "miou_per_click": M.miou_per_click(curves, max_clicks).round(6).tolist(),
+        "best_iou_per_click": M.miou_per_click(best, max_clicks).round(6).tolist(),
+        "noc85": M.mean_noc(curves, 0.85, noc_max),
+        "noc90": M.mean_noc(curves, 0.90, noc_max),
+        "nof90": M.nof(curves, 0.90, noc_max),
+        "noc_max_clicks": noc_max,
+        "first_click_hit_rate": float(np.mean([v > 0.5 for v in firsts])) if firsts else float("nan"),
+        "invalid_step_rate": float(np.mean([s.invalid for s in steps])) if steps else 0.0,
+        "seconds_per_click": (seg + env_own + agent) / n_steps,
+        "agent_seconds_per_click": agent / n_steps,
+        "segmenter_seconds_per_click": seg / n_steps,
+        "env_seconds_per_click": env_own / n_steps,
+        "env_overhead_fraction": env_own / (seg + env_own) if seg + env_own > 0 else 0.0,
+    }

@@ -397,17 +397,19 @@ def load_sam_model(checkpoint: str, model_type: str = "auto"):
     if model_type not in ("auto", "vit_b", "vit_l", "vit_h", "default"):
         raise ValueError(f"sam: model_type must be 'auto', 'vit_b', 'vit_l' or 'vit_h', got {model_type!r}")
     sd = load_sam_state_dict(checkpoint)
-    arch = infer_sam_arch(sd)
     asked = "vit_h" if model_type == "default" else model_type
-    if asked != "auto":
-        want = TYPE_TO_EMBED_DIM[asked]
-        if arch["embed_dim"] != want:
-            looks = arch["looks_like"] or f"a non-standard ViT (embed dim {arch['embed_dim']}, depth {arch['depth']})"
-            raise ValueError(
-                f"sam: {checkpoint} looks like {looks} (image encoder embed dim {arch['embed_dim']}), "
-                f"but model_type={model_type!r} (embed dim {want}) was asked; use model_type='auto' "
-                + (f"or model_type={arch['looks_like']!r}" if arch["looks_like"] else "")
-            )
+    embed_dim = int(sd["image_encoder.patch_embed.proj.weight"].shape[0])
+    if asked != "auto" and embed_dim != TYPE_TO_EMBED_DIM[asked]:
+        looks = EMBED_DIM_TO_TYPE.get(embed_dim)
+        raise ValueError(
+            f"sam: {checkpoint} looks like {looks or 'a non-standard SAM'} (image encoder embed dim {embed_dim}), "
+            f"but model_type={model_type!r} (embed dim {TYPE_TO_EMBED_DIM[asked]}) was asked; use model_type='auto'"
+            + (f" or model_type={looks!r}" if looks else " (the architecture is then read from the file)")
+        )
+    try:
+        arch = infer_sam_arch(sd)
+    except (KeyError, IndexError, AttributeError) as exc:
+        raise ValueError(f"sam: {checkpoint} is an incomplete segment-anything state dict (missing {exc})") from exc
     sam = build_sam_from_arch(arch)
     try:
         sam.load_state_dict(sd, strict=True)

@@ -13,6 +13,9 @@ encoder, so every code path (padding, coordinate scaling, mask input) is exercis
   Config trap: a ``global_attention_blocks`` entry that is the first block of a stage raises
   ZeroDivisionError, so the global block here is block 3 (second block of stage 3).
 
+Every builder takes ``image_size`` (default 1024, the real input size); tests use 256 px models
+(16x16 embedding, 64x64 low-res logits) where only plumbing matters, 16x cheaper per call.
+
 Random weights give arbitrary (but deterministic) masks: use them for plumbing, shapes, timing
 and backend cross-checks, never for quality numbers.
 """
@@ -104,7 +107,7 @@ def tiny_hf_sam_hq(seed: int = 0, image_size: int = 1024):
     return SamHQModel(cfg).eval()
 
 
-def tiny_hf_sam2_config():
+def tiny_hf_sam2_config(image_size: int = 1024):
     from transformers import Sam2Config
 
     backbone = dict(
@@ -116,41 +119,48 @@ def tiny_hf_sam2_config():
         num_attention_heads_per_stage=[1, 1, 2, 2],
         window_size_per_stage=[8, 4, 14, 7],
         global_attention_blocks=[3],  # must not be the first block of a stage (ZeroDivisionError)
+        image_size=[image_size, image_size],
     )
-    vision = dict(model_type="sam2_vision_model", backbone_config=backbone, backbone_channel_list=[128, 64, 32, 16])
-    return Sam2Config(vision_config=vision)
+    g = image_size // 4  # patch-embed stride 4, then /2 per stage
+    vision = dict(
+        model_type="sam2_vision_model",
+        backbone_config=backbone,
+        backbone_channel_list=[128, 64, 32, 16],
+        backbone_feature_sizes=[[g, g], [g // 2, g // 2], [g // 4, g // 4]],
+    )
+    return Sam2Config(vision_config=vision, prompt_encoder_config=dict(image_size=image_size, patch_size=16))
 
 
-def tiny_hf_sam2(seed: int = 0):
+def tiny_hf_sam2(seed: int = 0, image_size: int = 1024):
     """transformers ``Sam2Model`` with a tiny Hiera backbone (random seeded weights, ~4.6 M params)."""
     import torch
     from transformers import Sam2Model
 
     torch.manual_seed(seed)
-    return Sam2Model(tiny_hf_sam2_config()).eval()
+    return Sam2Model(tiny_hf_sam2_config(image_size)).eval()
 
 
-def tiny_hf_model(kind: str, seed: int = 0) -> Any:
+def tiny_hf_model(kind: str, seed: int = 0, image_size: int = 1024) -> Any:
     if kind == "sam":
-        return tiny_hf_sam(seed)
+        return tiny_hf_sam(seed, image_size)
     if kind == "sam_hq":
-        return tiny_hf_sam_hq(seed)
+        return tiny_hf_sam_hq(seed, image_size)
     if kind == "sam2":
-        return tiny_hf_sam2(seed)
+        return tiny_hf_sam2(seed, image_size)
     raise ValueError(f"unknown tiny transformers model kind {kind!r}; expected one of {HF_KINDS}")
 
 
-def save_tiny_hf(folder: str, kind: str = "sam", seed: int = 0) -> str:
+def save_tiny_hf(folder: str, kind: str = "sam", seed: int = 0, image_size: int = 1024) -> str:
     """``save_pretrained`` a tiny transformers model (``kind`` in sam / sam_hq / sam2) into ``folder``."""
     os.makedirs(folder, exist_ok=True)
-    tiny_hf_model(kind, seed).save_pretrained(folder)
+    tiny_hf_model(kind, seed, image_size).save_pretrained(folder)
     return folder
 
 
-def save_tiny_sam_pth(path: str, seed: int = 0) -> str:
+def save_tiny_sam_pth(path: str, seed: int = 0, image_size: int = 1024) -> str:
     """Save ``tiny_sam(seed)``'s state dict as a segment-anything style ``.pth`` file."""
     import torch
 
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    torch.save(tiny_sam(seed).state_dict(), path)
+    torch.save(tiny_sam(seed, image_size).state_dict(), path)
     return path

@@ -1,0 +1,306 @@
+"""The MLLM policy: any LOCAL image-text-to-text checkpoint acting in segenv.
+
+Every step is a fresh single-turn chat (REFERENCE.md 1: no action history): the observation's
+``overlay`` (image + current mask, no click markers) as the image, the prompt of
+:func:`agents.mllm.prompt.build_prompt` with the caption, and the answer parsed by
+:func:`agents.mllm.prompt.parse_action_text`. Unparsable text gives ``None`` (the rollout harness
+records an invalid step); the text is always kept in ``last_output``.
+
+The coordinate format comes from :attr:`MLLMPolicyConfig.action_format`, else from the checkpoint's
+config (``segagent_coord_format``, ``segagent_coord_order``, ``segagent_loc_grid``,
+``segagent_iou_line``; the tiny pointer model sets ``"loc"``), else decimals in (x, y) order.
+The released SegAgent-Qwen needs ``ActionFormat("int1000", "yx")`` and ``prompt_style="qwen"``.
+
+Models load with ``AutoProcessor`` + ``AutoModelForImageTextToText`` from a local folder only;
+``agents.mllm.tiny`` (when present) is imported first because it registers its custom model class
+with the Auto classes. CUDA + bf16 when available, CPU + fp32 otherwise.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+from segenv.actions import BoxPrompt, Click
+
+from .prompt import PROMPT_STYLES, ActionFormat, ParsedAction, build_prompt, parse_action_text
+
+log = logging.getLogger(__name__)
+
+
+class LocalCheckpointError(FileNotFoundError):
+    """A model path that is not a usable local checkpoint folder."""
+
+
+def register_custom_models() -> bool:
+    """Import ``agents.mllm.tiny`` if it exists (it registers its classes with the Auto classes).
+
+    Returns whether it was imported. A missing module is normal; a broken one is logged, so that
+    stock checkpoints still load.
+    """
+    try:
+        import agents.mllm.tiny  # noqa: F401
+    except ModuleNotFoundError as exc:
+        if exc.name == "agents.mllm.tiny":
+            return False
+        log.warning("agents.mllm.tiny could not be imported (%s); custom tiny models will not load", exc)
+        return False
+    except Exception as exc:  # a bug there must not stop stock checkpoints from loading
+        log.warning("agents.mllm.tiny failed to import (%s: %s); custom tiny models will not load", type(exc).__name__, exc)
+        return False
+    return True
+
+
+def check_local_checkpoint(path: "str | Path") -> Path:
+    """``path`` as a folder holding ``config.json``, or :class:`LocalCheckpointError` saying what to do."""
+    p = Path(path).expanduser()
+    if not p.is_dir():
+        raise LocalCheckpointError(
+            f"model path {str(path)!r} is not an existing local folder. segagent loads local checkpoint "
+            "folders only (no hub downloads): download the checkpoint elsewhere (e.g. "
+            "`hf download <repo-id> --local-dir <folder>`) and pass that folder's path."
+        )
+    if not (p / "config.json").is_file():
+        raise LocalCheckpointError(
+            f"{p} has no config.json: it is not a transformers checkpoint folder (expected config.json, "
+            "weights (*.safetensors) and the processor/tokenizer files saved by save_pretrained)."
+        )
+    return p
+
+
+def resolve_device_dtype(device: str = "auto", dtype: str = "auto") -> tuple[str, Any]:
+    """``("cuda", bfloat16)`` when CUDA is available, ``("cpu", float32)`` otherwise; explicit values win."""
+    import torch
+
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if dtype == "auto":
+        torch_dtype = torch.bfloat16 if str(device).startswith("cuda") else torch.float32
+    else:
+        names = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+                 "float16": torch.float16, "fp16": torch.float16}
+        if dtype not in names:
+            raise ValueError(f"dtype must be 'auto' or one of {sorted(names)}, got {dtype!r}")
+        torch_dtype = names[dtype]
+    return device, torch_dtype
+
+
+def load_model_and_processor(path: "str | Path", device: str = "auto", dtype: str = "auto"):
+    """``(model, processor)`` from a local checkpoint folder, model in eval mode on ``device``."""
+    p = check_local_checkpoint(path)
+    register_custom_models()
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    device, torch_dtype = resolve_device_dtype(device, dtype)
+    try:
+        processor = AutoProcessor.from_pretrained(p, local_files_only=True)
+    except ImportError as exc:  # e.g. Qwen-VL processors need torchvision
+        raise ImportError(f"the processor of {p} needs a missing package: {exc}") from exc
+    model = AutoModelForImageTextToText.from_pretrained(p, dtype=torch_dtype, local_files_only=True)
+    model.to(device)
+    model.eval()
+    return model, processor
+
+
+@dataclass
+class MLLMPolicyConfig:
+    """Arguments of :class:`MLLMPolicy`.
+
+    Attributes:
+        model_path: a local checkpoint folder (config.json + weights + processor files).
+        prompt_style: ``"llava"`` (paper Fig. 6) or ``"qwen"``; None = the checkpoint's
+            ``segagent_prompt_style`` (set by :mod:`agents.training.sft`) or ``"llava"``.
+        action_format: coordinate format; None = from the checkpoint's config, else the default.
+        max_new_tokens: generation budget per answer.
+        do_sample: sample instead of greedy decoding (greedy is SegAgent's default).
+        temperature: sampling temperature (for ``do_sample`` and for :meth:`MLLMPolicy.propose`).
+        device: ``"auto"`` (CUDA if available), ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...
+        dtype: ``"auto"`` (bf16 on CUDA, fp32 on CPU), ``"float32"``, ``"bfloat16"``, ``"float16"``.
+        overlay_color: the colour word used in the prompt (match the env's ``overlay_color``).
+        max_propose_rounds: extra ``generate`` calls :meth:`MLLMPolicy.propose` may make to top up.
+    """
+
+    model_path: str
+    prompt_style: Optional[str] = None
+    action_format: Optional[ActionFormat] = None
+    max_new_tokens: int = 32
+    do_sample: bool = False
+    temperature: float = 1.0
+    device: str = "auto"
+    dtype: str = "auto"
+    overlay_color: str = "green"
+    max_propose_rounds: int = 3
+
+    def __post_init__(self) -> None:
+        if self.prompt_style is not None and self.prompt_style not in PROMPT_STYLES:
+            raise ValueError(f"prompt_style must be one of {PROMPT_STYLES} or None, got {self.prompt_style!r}")
+        if self.temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        if self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+
+
+class MLLMPolicy:
+    """An image-text-to-text model as a segenv agent (``reset`` / ``act``; never reads the GT).
+
+    Attributes after each call: ``last_output`` (the generated text), ``last_parsed``
+    (:class:`ParsedAction`), ``last_iou`` (the model's predicted IoU of the current mask, a
+    fraction, when it writes the ``Current IOU`` line), ``last_outputs`` (all texts of the last
+    :meth:`propose`).
+    """
+
+    needs_gt = False
+
+    def __init__(self, config: "MLLMPolicyConfig | str", model: Any = None, processor: Any = None) -> None:
+        if isinstance(config, (str, Path)):
+            config = MLLMPolicyConfig(model_path=str(config))
+        self.config = config
+        if model is None or processor is None:
+            model, processor = load_model_and_processor(config.model_path, config.device, config.dtype)
+        self.model = model
+        self.processor = processor
+        self.tokenizer = getattr(processor, "tokenizer", processor)
+        mc = model.config
+        self.action_format = config.action_format or ActionFormat.from_model_config(mc)
+        self.prompt_style = config.prompt_style or getattr(mc, "segagent_prompt_style", None) or "llava"
+        self.device = next(model.parameters()).device
+        self.dtype = next(model.parameters()).dtype
+        self._eos_ids = self._collect_eos_ids()
+        self._pad_id = self.tokenizer.pad_token_id
+        if self._pad_id is None:
+            self._pad_id = next(iter(self._eos_ids), None)
+        self.last_output: Optional[str] = None
+        self.last_parsed: Optional[ParsedAction] = None
+        self.last_iou: Optional[float] = None
+        self.last_outputs: list[str] = []
+
+    # ------------------------------------------------------------------ agent protocol
+    def reset(self, obs: dict, info: dict) -> None:
+        """Nothing to remember: each step is a fresh single-turn prompt."""
+        self.last_output, self.last_parsed, self.last_iou = None, None, None
+
+    def act(self, obs: dict, info: dict) -> "Click | BoxPrompt | None":
+        """One answer (greedy unless ``do_sample``); None when it does not parse."""
+        parsed = self.generate(obs, 1, do_sample=self.config.do_sample)[0]
+        self.last_parsed = parsed
+        self.last_output = parsed.text
+        self.last_iou = parsed.iou
+        if not parsed.ok:
+            log.debug("unparsable answer %r: %s", parsed.text, parsed.error)
+        return parsed.action
+
+    def propose(self, obs: dict, k: int, include_invalid: bool = False) -> list[ParsedAction]:
+        """Up to ``k`` DISTINCT candidate actions for this observation (for tree search).
+
+        ``k`` answers come from ONE ``generate`` call (``num_return_sequences=k``, multinomial
+        sampling at ``temperature``; ``k == 1`` with greedy decoding stays greedy). Duplicates and
+        unparsable answers are dropped; up to ``max_propose_rounds`` extra calls top the list up.
+        With ``include_invalid`` distinct unparsable answers fill the remaining places (last).
+        """
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        self.last_outputs = []
+        if k == 1 and not self.config.do_sample:
+            found = self.generate(obs, 1, do_sample=False)
+            self.last_outputs = [p.text for p in found]
+            return [p for p in found if p.ok or include_invalid]
+        valid: dict[tuple, ParsedAction] = {}
+        invalid: dict[str, ParsedAction] = {}
+        want = k
+        for _ in range(1 + max(0, self.config.max_propose_rounds)):
+            for parsed in self.generate(obs, want, do_sample=True):
+                self.last_outputs.append(parsed.text)
+                if parsed.ok:
+                    valid.setdefault(parsed.key(), parsed)
+                else:
+                    invalid.setdefault(parsed.text, parsed)
+            if len(valid) >= k:
+                break
+            want = k - len(valid)
+        out = list(valid.values())[:k]
+        if include_invalid:
+            out += list(invalid.values())[: k - len(out)]
+        return out
+
+    # ------------------------------------------------------------------ model calls
+    def messages(self, caption: str) -> list[dict]:
+        """The chat for one step (the image goes where ``{"type": "image"}`` is)."""
+        system, user = build_prompt(caption, self.prompt_style, color=self.config.overlay_color)
+        msgs: list[dict] = []
+        if system is not None:
+            msgs.append({"role": "system", "content": [{"type": "text", "text": system}]})
+        msgs.append({"role": "user", "content": [{"type": "image"}, {"type": "text", "text": user}]})
+        return msgs
+
+    def build_inputs(self, obs: dict) -> dict:
+        """Processor tensors for one observation, on the model's device (floats in its dtype)."""
+        from PIL import Image
+
+        overlay = np.asarray(obs["overlay"], dtype=np.uint8)
+        image = Image.fromarray(overlay).convert("RGB")
+        text = self.processor.apply_chat_template(self.messages(str(obs["text"])), add_generation_prompt=True, tokenize=False)
+        inputs = self.processor(text=[text], images=[[image]], return_tensors="pt")
+        return {
+            k: (v.to(self.device, dtype=self.dtype) if v.is_floating_point() else v.to(self.device))
+            for k, v in inputs.items()
+            if hasattr(v, "to")
+        }
+
+    def generate(self, obs: dict, n: int = 1, do_sample: Optional[bool] = None) -> list[ParsedAction]:
+        """``n`` answers from one ``generate`` call, parsed (the text is in each ``.text``)."""
+        import torch
+
+        do_sample = self.config.do_sample if do_sample is None else do_sample
+        inputs = self.build_inputs(obs)
+        kwargs: dict[str, Any] = {
+            "max_new_tokens": self.config.max_new_tokens,
+            "do_sample": do_sample,
+            "num_return_sequences": n,
+            "pad_token_id": self._pad_id,
+        }
+        if do_sample:
+            kwargs["temperature"] = self.config.temperature
+        else:  # silence sampling defaults a checkpoint's generation_config may carry
+            kwargs.update(temperature=None, top_p=None, top_k=None)
+        with torch.inference_mode():
+            out = self.model.generate(**inputs, **kwargs)
+        prompt_len = inputs["input_ids"].shape[1]
+        return [parse_action_text(self.decode(row[prompt_len:]), self.action_format) for row in out]
+
+    def decode(self, ids: Any) -> str:
+        """New token ids -> text: cut at the first EOS, drop padding, keep other special tokens
+        (``<loc_k>`` grid tokens may be special)."""
+        ids = [int(t) for t in ids]
+        for i, t in enumerate(ids):
+            if t in self._eos_ids:
+                ids = ids[:i]
+                break
+        ids = [t for t in ids if t != self._pad_id]
+        return self.tokenizer.decode(ids, skip_special_tokens=False).strip()
+
+    def _collect_eos_ids(self) -> set[int]:
+        ids: set[int] = set()
+        gc = getattr(self.model, "generation_config", None)
+        eos = getattr(gc, "eos_token_id", None) if gc is not None else None
+        if isinstance(eos, int):
+            ids.add(eos)
+        elif eos is not None:
+            ids.update(int(e) for e in eos)
+        if getattr(self.tokenizer, "eos_token_id", None) is not None:
+            ids.add(int(self.tokenizer.eos_token_id))
+        return ids
+
+
+__all__ = [
+    "LocalCheckpointError",
+    "MLLMPolicy",
+    "MLLMPolicyConfig",
+    "check_local_checkpoint",
+    "load_model_and_processor",
+    "register_custom_models",
+    "resolve_device_dtype",
+]

@@ -1,0 +1,370 @@
+"""The policy's text: prompts in, actions out. ONE module renders and parses (REFERENCE.md 1).
+
+Action text (the model's answer), one line each, the IoU line first when present::
+
+    Current IOU: 74
+    Positive point: (0.47, 0.27)
+
+Coordinate formats (:class:`ActionFormat`):
+
+* ``"decimal"``: numbers in ``[0, 1)`` with ``decimals`` places (LLaVA variant);
+* ``"int1000"``: integers in ``[0, 1000)``, ``int(v * 1000)`` clamped to 999 (Qwen variant);
+* ``"loc"``: one grid token ``<loc_k>`` with ``k = row * G + col`` on a ``G x G`` grid, decoded to
+  the cell centre (the tiny pointer model's own format; no coordinate order).
+
+``coord_order="yx"`` reads/writes the pair as ``(row, column)``: the released SegAgent-Qwen
+checkpoint emits ``(y, x)`` although its prompt says ``(x, y)`` (REFERENCE.md 1).
+
+Parsing follows the released parser and is strict about meaning, lenient about form: the sign
+comes from the words "Positive point" / "Negative point" (any case and spacing), the coordinates
+from the first parenthesised pair (or ``<loc_k>`` token) after the LAST ``point:``, trailing text
+is ignored, and anything unreadable or out of range is reported in :attr:`ParsedAction.error`
+(never an exception): the harness then records an invalid step.
+
+Qwen's grounding box ``<ref>caption</ref><box>(x1,y1),(x2,y2)</box>``: x before y, integers in
+``[0, 1000)`` decoded with ``/999`` (:func:`render_box`, :func:`parse_box_text`).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Literal, Optional, Union
+
+from segenv.actions import BoxPrompt, Click
+
+CoordFormat = Literal["decimal", "int1000", "loc"]
+CoordOrder = Literal["xy", "yx"]
+COORD_FORMATS = ("decimal", "int1000", "loc")
+COORD_ORDERS = ("xy", "yx")
+PROMPT_STYLES = ("llava", "qwen")
+
+
+@dataclass
+class ActionFormat:
+    """How coordinates are written in the action text.
+
+    Attributes:
+        coord_format: ``"decimal"`` ([0, 1) decimals), ``"int1000"`` ([0, 1000) integers) or
+            ``"loc"`` (a ``<loc_k>`` grid token).
+        coord_order: ``"xy"`` (column first; segagent's own) or ``"yx"`` (row first; the released
+            SegAgent-Qwen checkpoint). Ignored by ``"loc"``.
+        loc_grid: ``G`` of the ``G x G`` grid of the ``"loc"`` format.
+        iou_line: the model's answers start with ``Current IOU: <0-100>`` (the PRM line). Training
+            data includes the line only when this is set; parsing reads it whenever present.
+        decimals: places of the ``"decimal"`` format.
+    """
+
+    coord_format: CoordFormat = "decimal"
+    coord_order: CoordOrder = "xy"
+    loc_grid: int = 14
+    iou_line: bool = False
+    decimals: int = 2
+
+    def __post_init__(self) -> None:
+        if self.coord_format not in COORD_FORMATS:
+            raise ValueError(f"coord_format must be one of {COORD_FORMATS}, got {self.coord_format!r}")
+        if self.coord_order not in COORD_ORDERS:
+            raise ValueError(f"coord_order must be one of {COORD_ORDERS}, got {self.coord_order!r}")
+        if int(self.loc_grid) < 1:
+            raise ValueError(f"loc_grid must be >= 1, got {self.loc_grid}")
+        if not 1 <= int(self.decimals) <= 6:
+            raise ValueError(f"decimals must be in 1..6, got {self.decimals}")
+        self.loc_grid = int(self.loc_grid)
+        self.decimals = int(self.decimals)
+
+    @classmethod
+    def from_model_config(cls, config: object, **overrides) -> "ActionFormat":
+        """The format a checkpoint declares in its config (``segagent_coord_format``,
+        ``segagent_coord_order``, ``segagent_loc_grid``, ``segagent_iou_line``); defaults otherwise."""
+        kwargs = {}
+        for field_name in ("coord_format", "coord_order", "loc_grid", "iou_line", "decimals"):
+            value = getattr(config, f"segagent_{field_name}", None)
+            if value is not None:
+                kwargs[field_name] = value
+        kwargs.update(overrides)
+        return cls(**kwargs)
+
+    def to_model_config(self, config: object) -> None:
+        """Record this format on a model config (so a fine-tuned checkpoint knows its own format)."""
+        for field_name in ("coord_format", "coord_order", "loc_grid", "iou_line", "decimals"):
+            setattr(config, f"segagent_{field_name}", getattr(self, field_name))
+
+
+@dataclass
+class ParsedAction:
+    """What a piece of model text means: an action, the predicted IoU, or why it is unusable.
+
+    Attributes:
+        action: the :class:`Click` or :class:`BoxPrompt`, or None when unusable.
+        iou: the predicted IoU as a fraction in [0, 1] (from ``Current IOU: 74``), or None.
+        error: why the text gave no action (None when ``action`` is set).
+        text: the text that was parsed.
+    """
+
+    action: Optional[Union[Click, BoxPrompt]] = None
+    iou: Optional[float] = None
+    error: Optional[str] = None
+    text: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.action is not None
+
+    @property
+    def click(self) -> Optional[Click]:
+        return self.action if isinstance(self.action, Click) else None
+
+    @property
+    def box(self) -> Optional[BoxPrompt]:
+        return self.action if isinstance(self.action, BoxPrompt) else None
+
+    def key(self) -> tuple:
+        """A hashable identity of the action (for deduplicating candidates)."""
+        a = self.action
+        if isinstance(a, Click):
+            return ("click", round(a.x, 6), round(a.y, 6), a.positive)
+        if isinstance(a, BoxPrompt):
+            return ("box", round(a.x0, 6), round(a.y0, 6), round(a.x1, 6), round(a.y1, 6))
+        return ("invalid", self.error)
+
+
+# ---------------------------------------------------------------------------------- rendering
+def _fmt(fmt: Optional[ActionFormat]) -> ActionFormat:
+    return ActionFormat() if fmt is None else fmt
+
+
+def render_coords(x: float, y: float, fmt: Optional[ActionFormat] = None) -> str:
+    """The coordinate part of an action: ``(0.47, 0.27)``, ``(470, 270)`` or ``<loc_k>``."""
+    fmt = _fmt(fmt)
+    if fmt.coord_format == "loc":
+        g = fmt.loc_grid
+        col, row = min(int(x * g), g - 1), min(int(y * g), g - 1)
+        return f"<loc_{row * g + col}>"
+    if fmt.coord_format == "int1000":
+        a, b = (min(int(v * 1000), 999) for v in (x, y))
+        text_a, text_b = str(a), str(b)
+    else:
+        scale = 10**fmt.decimals
+        a, b = (min(int(round(v * scale)), scale - 1) for v in (x, y))  # stay inside [0, 1)
+        text_a, text_b = (f"{v / scale:.{fmt.decimals}f}" for v in (a, b))
+    if fmt.coord_order == "yx":
+        text_a, text_b = text_b, text_a
+    return f"({text_a}, {text_b})"
+
+
+def render_iou(iou: float) -> str:
+    """``Current IOU: 74`` for ``iou=0.74`` (a fraction in [0, 1]; written on a 0-100 scale)."""
+    if not (0.0 <= float(iou) <= 1.0):
+        raise ValueError(f"iou must be a fraction in [0, 1], got {iou}")
+    return f"Current IOU: {int(round(float(iou) * 100))}"
+
+
+def render_action(click: Click, fmt: Optional[ActionFormat] = None, iou: Optional[float] = None) -> str:
+    """The action text for ``click``: ``"Current IOU: 74\\nPositive point: (0.47, 0.27)"``.
+
+    The IoU line (``iou`` a fraction in [0, 1]) is written when ``iou`` is given.
+    """
+    if not isinstance(click, Click):
+        raise TypeError(f"render_action takes a Click, got {type(click).__name__} (use render_box for boxes)")
+    word = "Positive" if click.positive else "Negative"
+    line = f"{word} point: {render_coords(click.x, click.y, fmt)}"
+    return line if iou is None else f"{render_iou(iou)}\n{line}"
+
+
+def render_box(box: BoxPrompt, caption: Optional[str] = None) -> str:
+    """Qwen's grounding string ``<ref>caption</ref><box>(x1,y1),(x2,y2)</box>`` (``round(v * 999)``)."""
+    nums = [min(999, int(round(v * 999))) for v in (box.x0, box.y0, box.x1, box.y1)]
+    ref = f"<ref>{caption}</ref>" if caption is not None else ""
+    return f"{ref}<box>({nums[0]},{nums[1]}),({nums[2]},{nums[3]})</box>"
+
+
+# ---------------------------------------------------------------------------------- parsing
+_NUM = r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)"
+_IOU_RE = re.compile(r"current\s*iou\s*[:=]?\s*(" + _NUM + r")\s*(%?)", re.IGNORECASE)
+_POINT_RE = re.compile(r"point\s*:", re.IGNORECASE)
+_SIGN_RE = re.compile(r"(positive|negative)\s*$", re.IGNORECASE)
+_PAREN_RE = re.compile(r"\(([^()]*)\)")
+_LOC_RE = re.compile(r"<\s*loc_(\d+)\s*>", re.IGNORECASE)
+_BOX_RE = re.compile(r"<box>\s*\(([^()]*)\)\s*,?\s*\(([^()]*)\)\s*</box>", re.IGNORECASE)
+_INT_RE = re.compile(r"^\s*([+-]?\d+)\s*$")
+_FLOAT_RE = re.compile(r"^\s*(" + _NUM + r")\s*$")
+
+
+def _snap(v: float, n: Optional[int]) -> float:
+    """``v`` in [0, 1] snapped to the centre of pixel ``min(round(v * n), n - 1)`` (the released
+    evaluation's rounding), or unchanged when ``n`` is None."""
+    if n is None:
+        return v
+    pixel = min(int(round(v * n)), n - 1)
+    return (pixel + 0.5) / n
+
+
+def _parse_iou(text: str) -> tuple[Optional[float], Optional[str]]:
+    m = _IOU_RE.search(text)
+    if m is None:
+        return None, None
+    value = float(m.group(1))
+    if not 0.0 <= value <= 100.0:
+        return None, f"Current IOU {m.group(1)} is outside 0..100"
+    return value / 100.0, None
+
+
+def _parse_pair(inner: str, fmt: ActionFormat) -> tuple[Optional[tuple[float, float]], Optional[str]]:
+    parts = inner.split(",")
+    if len(parts) != 2:
+        return None, f"expected two numbers in ({inner}), got {len(parts)} parts"
+    values = []
+    for part in parts:
+        if fmt.coord_format == "int1000":
+            m = _INT_RE.match(part)
+            if m is None:
+                return None, f"{part.strip()!r} is not an integer in [0, 1000) (int1000 format)"
+            v = int(m.group(1))
+            if not 0 <= v <= 999:
+                return None, f"{v} is outside [0, 1000) (int1000 format)"
+            values.append(v / 1000.0)
+        else:
+            m = _FLOAT_RE.match(part)
+            if m is None:
+                return None, f"{part.strip()!r} is not a number in [0, 1] (decimal format)"
+            v = float(m.group(1))
+            if not (math.isfinite(v) and 0.0 <= v <= 1.0):
+                return None, f"{m.group(1)} is outside [0, 1] (decimal format)"
+            values.append(v)
+    a, b = values
+    return ((b, a) if fmt.coord_order == "yx" else (a, b)), None
+
+
+def parse_box_text(text: str) -> ParsedAction:
+    """Read Qwen's ``<box>(x1,y1),(x2,y2)</box>`` (integers in [0, 1000), ``/999``; corners are sorted).
+
+    The box stays continuous (no pixel snapping): the segmenter takes it in pixels as it is.
+    """
+    m = _BOX_RE.search(text)
+    if m is None:
+        return ParsedAction(error="no <box>(x1,y1),(x2,y2)</box> found", text=text)
+    nums = []
+    for corner in (m.group(1), m.group(2)):
+        parts = corner.split(",")
+        if len(parts) != 2:
+            return ParsedAction(error=f"box corner ({corner}) needs two integers", text=text)
+        for part in parts:
+            mi = _INT_RE.match(part)
+            if mi is None:
+                return ParsedAction(error=f"box value {part.strip()!r} is not an integer", text=text)
+            v = int(mi.group(1))
+            if not 0 <= v <= 999:
+                return ParsedAction(error=f"box value {v} is outside [0, 1000)", text=text)
+            nums.append(v / 999.0)
+    x0, y0, x1, y1 = nums
+    x0, x1 = sorted((x0, x1))
+    y0, y1 = sorted((y0, y1))
+    iou, _ = _parse_iou(text)
+    return ParsedAction(action=BoxPrompt(x0, y0, x1, y1), iou=iou, text=text)
+
+
+def parse_action_text(
+    text: str,
+    fmt: Optional[ActionFormat] = None,
+    height: Optional[int] = None,
+    width: Optional[int] = None,
+) -> ParsedAction:
+    """Read a model's answer; never raises on bad text (see the module docstring).
+
+    With ``height``/``width`` (the image the model looked at), a point is snapped to the centre of
+    the pixel ``min(round(v * H), H - 1)`` as in the released evaluation; without them the
+    normalised value is kept (``int1000``: ``A / 1000``).
+    """
+    fmt = _fmt(fmt)
+    if not isinstance(text, str):
+        return ParsedAction(error=f"expected text, got {type(text).__name__}", text=str(text))
+    iou, iou_error = _parse_iou(text)
+    if iou_error is not None:
+        return ParsedAction(error=iou_error, text=text)
+    points = list(_POINT_RE.finditer(text))
+    if not points:
+        if _BOX_RE.search(text):
+            return parse_box_text(text)
+        return ParsedAction(iou=iou, error="no 'Positive point:' or 'Negative point:' found", text=text)
+    last = points[-1]
+    sign = _SIGN_RE.search(text[: last.start()])
+    if sign is None:
+        return ParsedAction(iou=iou, error="the last 'point:' is not preceded by Positive/Negative", text=text)
+    positive = sign.group(1).lower() == "positive"
+    rest = text[last.end():]
+    if fmt.coord_format == "loc":
+        m = _LOC_RE.search(rest)
+        if m is None:
+            return ParsedAction(iou=iou, error="no <loc_k> token after 'point:'", text=text)
+        g = fmt.loc_grid
+        k = int(m.group(1))
+        if not 0 <= k < g * g:
+            return ParsedAction(iou=iou, error=f"<loc_{k}> is outside the {g}x{g} grid", text=text)
+        row, col = divmod(k, g)
+        return ParsedAction(action=Click((col + 0.5) / g, (row + 0.5) / g, positive), iou=iou, text=text)
+    m = _PAREN_RE.search(rest)
+    if m is None:
+        return ParsedAction(iou=iou, error="no (A, B) pair after 'point:'", text=text)
+    pair, error = _parse_pair(m.group(1), fmt)
+    if pair is None:
+        return ParsedAction(iou=iou, error=error, text=text)
+    x, y = pair
+    return ParsedAction(action=Click(_snap(x, width), _snap(y, height), positive), iou=iou, text=text)
+
+
+# ---------------------------------------------------------------------------------- prompts
+QWEN_SYSTEM = "You are a helpful assistant."
+QWEN_PROMPT = (
+    "Please optimize the semi-transparent {color} mask in a point-wise manner based on the image and "
+    "description content, so that it covers the target object as accurately as possible. "
+    "The object description is as follows:<ref>{caption}</ref>"
+)
+# SegAgent paper, supplementary Fig. 6 ("Prompt Design for SegAgent"), as plain text.
+LLAVA_PROMPT = (
+    "You are a highly skilled segmentation annotator. We have provided you with an image and an "
+    "initial mask marked by a semi-transparent {color} mask that roughly covers the object described "
+    "below. Your task is to refine this mask to make it as accurate as possible. Based on the given "
+    "image and the mask, perform the following actions:\n"
+    "1. Positive Point (x, y): Add a positive point if any part of the object is not covered by the "
+    "mask. This will expand the mask to include the missing area. Example: Add a positive point on "
+    "any corner or edge of the object that the mask does not cover.\n"
+    "2. Negative Point (x, y): Add a negative point if an area outside the object is incorrectly "
+    "included in the mask. This will refine the mask by excluding unnecessary regions. Example: Add "
+    "a negative point where the mask extends into the background or any non-object area.\n"
+    "The description of the object is as follows: {caption}"
+)
+
+
+def build_prompt(caption: str, style: str = "llava", color: str = "green") -> tuple[Optional[str], str]:
+    """``(system message or None, user text)`` for one step.
+
+    ``"llava"``: the paper's Fig. 6 prompt, no system message. ``"qwen"``: the short Qwen prompt
+    with the caption in ``<ref>..</ref>`` and the system message "You are a helpful assistant.".
+    ``color`` names the overlay colour (paper Tab. 4).
+    """
+    caption = " ".join(str(caption).split())
+    if style == "llava":
+        text = LLAVA_PROMPT.format(color=color, caption=caption)
+        if not text.endswith((".", "!", "?")):
+            text += "."
+        return None, text
+    if style == "qwen":
+        return QWEN_SYSTEM, QWEN_PROMPT.format(color=color, caption=caption)
+    raise ValueError(f"prompt style must be one of {PROMPT_STYLES}, got {style!r}")
+
+
+__all__ = [
+    "ActionFormat",
+    "COORD_FORMATS",
+    "ParsedAction",
+    "PROMPT_STYLES",
+    "build_prompt",
+    "parse_action_text",
+    "parse_box_text",
+    "render_action",
+    "render_box",
+    "render_coords",
+    "render_iou",
+]

@@ -1,0 +1,420 @@
+"""A tiny click-pointing VLM built from config (the CPU default for SegAgent's MLLM policy).
+
+Why this shape (see /work/shared/TOOLCHAIN.md, "A tiny VLM that must learn to click"): stock
+LLaVA/Idefics3 layouts trained from scratch on this CPU learn the answer template and then emit
+one constant answer; a *pointer readout* breaks that plateau. So:
+
+* **vision**: a small CNN (GroupNorm + GELU) on the 112 px image: stride-8 features (14x14) for
+  the pointer keys and stride-16 features (7x7 = 49 image tokens) for the transformer;
+* **language**: a word-level tokenizer; the chat template puts the caption *before* the image
+  tokens, and the transformer uses prefix-LM attention (bidirectional over the prompt, causal over
+  the answer), so image tokens are contextualised by the referring expression;
+* **pointer readout**: the logits of the location tokens ``<loc_0> .. <loc_{G*G-1}>`` (row-major on
+  a G x G grid, G = 14 by default) are a scaled dot product between a linear map of the hidden
+  state at the answer position and per-cell keys (stride-8 CNN features + the upsampled final
+  hidden states of the image tokens + a 2-D position embedding, mixed by a 3x3 conv). These
+  logits *replace* the loc rows of the LM logits inside ``forward``, so the ordinary causal-LM
+  loss (e.g. trl's ``SFTTrainer``) trains the pointer unchanged;
+* the answer is ``Positive point: <loc_k>`` / ``Negative point: <loc_k>``; each of
+  ``"Positive point: "`` and ``"Negative point: "`` is one token, so an answer is 3 tokens with EOS.
+
+``import agents.mllm.tiny`` registers the config/model with ``AutoConfig`` and
+``AutoModelForImageTextToText``; the processor is a stock ``LlavaProcessor`` (CLIP-style image
+processor, patch 16, 49 image tokens), so ``AutoProcessor`` loads it without registration.
+``build_tiny_vlm(out_dir, **cfg)`` builds one from config and saves model + processor.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Optional
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from transformers import (
+    AutoConfig,
+    AutoModelForImageTextToText,
+    GenerationConfig,
+    GenerationMixin,
+    PretrainedConfig,
+    PreTrainedModel,
+)
+from transformers.modeling_outputs import CausalLMOutputWithPast
+
+MODEL_TYPE = "segagent_tiny"
+SPECIAL_TOKENS = ["<unk>", "<s>", "</s>", "<pad>", "<image>", "<ans>"]
+ANSWER_TOKENS = ["Positive point: ", "Negative point: "]
+WORDS = (
+    "the a an small large big tiny red blue yellow purple orange white green black grey gray pink brown "
+    "circle square triangle star cross ring frame line grid zigzag object shape thing one "
+    "on at in of to left right top bottom above below middle center centre near next and with "
+    "segment click point positive negative please find image picture"
+).split()
+CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
+CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
+
+CHAT_TEMPLATE = (
+    "{%- for message in messages -%}"
+    "{%- if message['role'] == 'user' -%}"
+    "{{ '<s>' }}"
+    "{%- if message['content'] is string -%}{{ message['content'] }}"
+    "{%- else -%}"
+    "{%- for c in message['content'] -%}{%- if c['type'] == 'text' -%}{{ c['text'] }}{{ ' ' }}{%- endif -%}{%- endfor -%}"
+    "{%- for c in message['content'] -%}{%- if c['type'] == 'image' -%}{{ '<image>' }}{%- endif -%}{%- endfor -%}"
+    "{%- endif -%}"
+    "{%- elif message['role'] == 'assistant' -%}"
+    "{{ '<ans>' }}{% generation %}"
+    "{%- if message['content'] is string -%}{{ message['content'] }}"
+    "{%- else -%}{%- for c in message['content'] -%}{%- if c['type'] == 'text' -%}{{ c['text'] }}{%- endif -%}{%- endfor -%}"
+    "{%- endif -%}"
+    "{{ '</s>' }}{% endgeneration %}"
+    "{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{ '<ans>' }}{%- endif -%}"
+)
+
+
+# ----------------------------------------------------------------------------- config
+class TinySegConfig(PretrainedConfig):
+    model_type = MODEL_TYPE
+
+    def __init__(
+        self,
+        vocab_size: int = 256,
+        hidden_size: int = 192,
+        num_hidden_layers: int = 4,
+        num_attention_heads: int = 4,
+        intermediate_size: int = 576,
+        max_position_embeddings: int = 160,
+        image_size: int = 112,
+        patch_size: int = 16,
+        cnn_channels: tuple = (32, 64, 128),
+        pointer_dim: int = 128,
+        loc_grid: int = 14,
+        loc_token_offset: int = 0,
+        image_token_id: int = 4,
+        ans_token_id: int = 5,
+        prefix_lm: bool = True,
+        dropout: float = 0.0,
+        initializer_range: float = 0.02,
+        pad_token_id: int = 3,
+        bos_token_id: int = 1,
+        eos_token_id: int = 2,
+        segagent_coord_format: str = "loc",
+        segagent_loc_grid: Optional[int] = None,
+        segagent_prompt_style: str = "short",
+        tie_word_embeddings: bool = True,
+        **kwargs,
+    ) -> None:
+        self.vocab_size = vocab_size
+        self.hidden_size = hidden_size
+        self.num_hidden_layers = num_hidden_layers
+        self.num_attention_heads = num_attention_heads
+        self.intermediate_size = intermediate_size
+        self.max_position_embeddings = max_position_embeddings
+        self.image_size = image_size
+        self.patch_size = patch_size
+        self.cnn_channels = list(cnn_channels)
+        self.pointer_dim = pointer_dim
+        self.loc_grid = loc_grid
+        self.loc_token_offset = loc_token_offset
+        self.image_token_id = image_token_id
+        self.ans_token_id = ans_token_id
+        self.prefix_lm = prefix_lm
+        self.dropout = dropout
+        self.initializer_range = initializer_range
+        self.segagent_coord_format = segagent_coord_format
+        self.segagent_loc_grid = loc_grid if segagent_loc_grid is None else segagent_loc_grid
+        self.segagent_prompt_style = segagent_prompt_style
+        super().__init__(pad_token_id=pad_token_id, bos_token_id=bos_token_id, eos_token_id=eos_token_id,
+                         tie_word_embeddings=tie_word_embeddings, **kwargs)
+
+    @property
+    def num_image_tokens(self) -> int:
+        return (self.image_size // self.patch_size) ** 2
+
+
+# ----------------------------------------------------------------------------- model
+def _conv(cin: int, cout: int, stride: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.GroupNorm(8, cout), nn.GELU())
+
+
+class TinyVision(nn.Module):
+    """112 px -> stride-8 map (C8 x 14 x 14) and stride-16 map (D x 7 x 7)."""
+
+    def __init__(self, cfg: TinySegConfig) -> None:
+        super().__init__()
+        c1, c2, c3 = cfg.cnn_channels
+        d = cfg.hidden_size
+        self.s2 = nn.Sequential(_conv(3, c1, 2), _conv(c1, c1, 1))  # /2
+        self.s4 = nn.Sequential(_conv(c1, c2, 2), _conv(c2, c2, 1))  # /4
+        self.s8 = nn.Sequential(_conv(c2, c3, 2), _conv(c3, c3, 1))  # /8
+        self.s16 = nn.Sequential(_conv(c3, d, 2), nn.Conv2d(d, d, 3, 1, 1))  # /16
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        f8 = self.s8(self.s4(self.s2(x)))
+        return f8, self.s16(f8)
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: TinySegConfig) -> None:
+        super().__init__()
+        d = cfg.hidden_size
+        self.h = cfg.num_attention_heads
+        self.ln1 = nn.LayerNorm(d)
+        self.qkv = nn.Linear(d, 3 * d)
+        self.proj = nn.Linear(d, d)
+        self.ln2 = nn.LayerNorm(d)
+        self.mlp = nn.Sequential(nn.Linear(d, cfg.intermediate_size), nn.GELU(), nn.Linear(cfg.intermediate_size, d))
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        b, t, d = x.shape
+        q, k, v = self.qkv(self.ln1(x)).view(b, t, 3, self.h, d // self.h).permute(2, 0, 3, 1, 4)
+        a = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        x = x + self.drop(self.proj(a.transpose(1, 2).reshape(b, t, d)))
+        return x + self.drop(self.mlp(self.ln2(x)))
+
+
+class TinySegPreTrainedModel(PreTrainedModel):
+    config_class = TinySegConfig
+    base_model_prefix = "tiny"
+    main_input_name = "input_ids"
+    _supports_sdpa = True
+    _no_split_modules = ["Block"]
+
+    def _init_weights(self, module: nn.Module) -> None:
+        std = self.config.initializer_range
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, 0.0, std)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, 0.0, std)
+        elif isinstance(module, nn.Conv2d):
+            nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, (nn.LayerNorm, nn.GroupNorm)):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+
+
+class TinySegForClicks(TinySegPreTrainedModel, GenerationMixin):
+    """Word tokens + CNN image tokens -> prefix-LM transformer -> LM logits with a pointer readout."""
+
+    _tied_weights_keys = {"lm_head.weight": "embed_tokens.weight"}
+
+    def __init__(self, config: TinySegConfig) -> None:
+        super().__init__(config)
+        d, g = config.hidden_size, config.loc_grid
+        n_img = config.num_image_tokens
+        side = config.image_size // config.patch_size
+        if side * 2 != g:
+            raise ValueError(f"loc_grid ({g}) must be twice the image-token side ({side}): keys are stride-8 cells")
+        self.vision = TinyVision(config)
+        self.img_pos = nn.Parameter(torch.zeros(1, n_img, d))
+        self.embed_tokens = nn.Embedding(config.vocab_size, d)
+        self.embed_pos = nn.Embedding(config.max_position_embeddings, d)
+        self.blocks = nn.ModuleList([Block(config) for _ in range(config.num_hidden_layers)])
+        self.norm = nn.LayerNorm(d)
+        self.lm_head = nn.Linear(d, config.vocab_size, bias=False)
+        p = config.pointer_dim
+        self.key8 = nn.Conv2d(config.cnn_channels[-1], p, 1)
+        self.key16 = nn.Linear(d, p)
+        self.key_pos = nn.Parameter(torch.zeros(1, p, g, g))
+        self.key_mix = nn.Sequential(nn.GELU(), nn.Conv2d(p, p, 3, 1, 1))
+        self.query = nn.Linear(d, p)
+        self.pointer_scale = nn.Parameter(torch.tensor(1.0))
+        self.post_init()
+        with torch.no_grad():
+            nn.init.normal_(self.img_pos, 0.0, 0.02)
+            nn.init.normal_(self.key_pos, 0.0, 0.02)
+
+    # -- embeddings API used by transformers / trl
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.embed_tokens
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.embed_tokens = value
+
+    def get_output_embeddings(self) -> nn.Linear:
+        return self.lm_head
+
+    def set_output_embeddings(self, value: nn.Linear) -> None:
+        self.lm_head = value
+
+    # -- pieces
+    def _attention_mask(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        b, t = input_ids.shape
+        dev = input_ids.device
+        ar = torch.arange(t, device=dev)
+        allowed = ar[None, :] <= ar[:, None]  # causal (t, t)
+        allowed = allowed[None].expand(b, t, t)
+        if self.config.prefix_lm:
+            is_ans = input_ids == self.config.ans_token_id
+            # prompt = everything up to and including the first <ans>; none -> plain causal
+            first = torch.where(is_ans.any(1), is_ans.float().argmax(1) + 1, torch.zeros(b, dtype=torch.long, device=dev))
+            in_prefix = ar[None, :] < first[:, None]  # (b, t)
+            allowed = allowed | (in_prefix[:, :, None] & in_prefix[:, None, :])
+        allowed = allowed & attention_mask[:, None, :].bool()
+        allowed = allowed | torch.eye(t, dtype=torch.bool, device=dev)[None]  # no empty rows (padding)
+        return allowed[:, None]  # (b, 1, t, t)
+
+    def pointer_logits(self, hidden: torch.Tensor, f8: torch.Tensor, img_hidden: torch.Tensor) -> torch.Tensor:
+        """(B, T, G*G) scaled dot products of the query at every position with the cell keys."""
+        b = hidden.shape[0]
+        g = self.config.loc_grid
+        side = g // 2
+        k16 = self.key16(img_hidden).transpose(1, 2).reshape(b, -1, side, side)
+        keys = self.key8(f8) + F.interpolate(k16, scale_factor=2, mode="nearest") + self.key_pos
+        keys = self.key_mix(keys) + keys
+        keys = keys.flatten(2)  # (B, P, G*G)
+        q = self.query(hidden)  # (B, T, P)
+        return torch.bmm(q, keys) * (self.pointer_scale / math.sqrt(q.shape[-1]))
+
+    def forward(
+        self,
+        input_ids: Optional[torch.LongTensor] = None,
+        attention_mask: Optional[torch.Tensor] = None,
+        pixel_values: Optional[torch.FloatTensor] = None,
+        labels: Optional[torch.LongTensor] = None,
+        logits_to_keep: int = 0,
+        return_dict: Optional[bool] = None,
+        **kwargs,
+    ) -> CausalLMOutputWithPast:
+        cfg = self.config
+        b, t = input_ids.shape
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        pos = (attention_mask.long().cumsum(1) - 1).clamp(min=0, max=cfg.max_position_embeddings - 1)
+        x = self.embed_tokens(input_ids) + self.embed_pos(pos)
+        img_pos = input_ids == cfg.image_token_id
+        n_img = cfg.num_image_tokens
+        f8 = None
+        if pixel_values is not None:
+            pixel_values = pixel_values.to(x.dtype)
+            if pixel_values.shape[0] != b:
+                raise ValueError(f"expected one image per sequence, got {pixel_values.shape[0]} images for {b} sequences")
+            f8, f16 = self.vision(pixel_values)
+            img_tok = f16.flatten(2).transpose(1, 2) + self.img_pos  # (B, N, D)
+            counts = img_pos.sum(1)
+            if not bool((counts == n_img).all()):
+                raise ValueError(f"every sequence needs exactly {n_img} <image> tokens, got {counts.tolist()}")
+            x = x.masked_scatter(img_pos[..., None].expand_as(x), img_tok.reshape(-1, x.shape[-1]).to(x.dtype))
+        mask = self._attention_mask(input_ids, attention_mask)
+        for blk in self.blocks:
+            x = blk(x, mask)
+        h = self.norm(x)
+        logits = self.lm_head(h)
+        g2 = cfg.loc_grid ** 2
+        off = cfg.loc_token_offset
+        if f8 is not None:
+            img_h = h[img_pos].view(b, n_img, -1)
+            ptr = self.pointer_logits(h, f8, img_h)
+            logits = torch.cat([logits[..., :off], ptr.to(logits.dtype), logits[..., off + g2:]], dim=-1)
+        else:  # no image: location tokens cannot be chosen
+            logits[..., off:off + g2] = torch.finfo(logits.dtype).min
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(logits[:, :-1].float().reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1),
+                                   ignore_index=-100)
+        if logits_to_keep:
+            logits = logits[:, -logits_to_keep:]
+        return CausalLMOutputWithPast(loss=loss, logits=logits)
+
+    # -- generation: no KV cache (sequences are ~60 tokens); recompute the whole prefix each step
+    def prepare_inputs_for_generation(self, input_ids, attention_mask=None, pixel_values=None, **kwargs):
+        return {"input_ids": input_ids, "attention_mask": attention_mask, "pixel_values": pixel_values}
+
+    def _supports_default_dynamic_cache(self) -> bool:  # noqa: D401 (transformers hook)
+        return False
+
+
+# ----------------------------------------------------------------------------- tokenizer / processor
+def build_tokenizer(loc_grid: int = 14):
+    """Word-level tokenizer: specials, words, the two answer prefixes, then ``<loc_0..G*G-1>``."""
+    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {tok: i for i, tok in enumerate(SPECIAL_TOKENS + WORDS)}
+    tk = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    tk.normalizer = normalizers.Sequence([normalizers.Lowercase(), normalizers.Replace(Regex(r"[^a-z0-9]+"), " ")])
+    tk.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tk.decoder = decoders.Fuse()
+    fast = PreTrainedTokenizerFast(tokenizer_object=tk, unk_token="<unk>", bos_token="<s>", eos_token="</s>",
+                                   pad_token="<pad>", clean_up_tokenization_spaces=False)
+    fast.add_special_tokens({"additional_special_tokens": ["<image>", "<ans>"]})
+    from tokenizers import AddedToken
+
+    fast.add_tokens([AddedToken(t, normalized=False, special=False, lstrip=False, rstrip=False) for t in ANSWER_TOKENS])
+    fast.add_tokens([AddedToken(f"<loc_{k}>", normalized=False, special=False) for k in range(loc_grid * loc_grid)])
+    fast.chat_template = CHAT_TEMPLATE
+    fast.model_max_length = 4096
+    return fast
+
+
+def build_processor(loc_grid: int = 14, image_size: int = 112, patch_size: int = 16):
+    from transformers import CLIPImageProcessorPil, LlavaProcessor
+
+    tok = build_tokenizer(loc_grid)
+    ip = CLIPImageProcessorPil(
+        size={"height": image_size, "width": image_size}, do_center_crop=False, crop_size=None,
+        image_mean=CLIP_MEAN, image_std=CLIP_STD, do_convert_rgb=True, resample=3,
+    )
+    return LlavaProcessor(image_processor=ip, tokenizer=tok, patch_size=patch_size, vision_feature_select_strategy="full",
+                          num_additional_image_tokens=0, chat_template=CHAT_TEMPLATE, image_token="<image>")
+
+
+def build_tiny_vlm(out_dir: Optional[str] = None, seed: int = 0, **cfg):
+    """Build processor + randomly initialised model from config; save both into ``out_dir`` if given.
+
+    Returns ``out_dir`` when saving, else ``(model, processor)``.
+    """
+    loc_grid = int(cfg.pop("loc_grid", 14))
+    image_size = int(cfg.pop("image_size", 112))
+    patch_size = int(cfg.pop("patch_size", 16))
+    proc = build_processor(loc_grid, image_size, patch_size)
+    tok = proc.tokenizer
+    config = TinySegConfig(
+        vocab_size=len(tok), loc_grid=loc_grid, image_size=image_size, patch_size=patch_size,
+        loc_token_offset=tok.convert_tokens_to_ids("<loc_0>"),
+        image_token_id=tok.convert_tokens_to_ids("<image>"), ans_token_id=tok.convert_tokens_to_ids("<ans>"),
+        pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, **cfg,
+    )
+    assert tok.convert_tokens_to_ids(f"<loc_{loc_grid * loc_grid - 1}>") == config.loc_token_offset + loc_grid ** 2 - 1
+    torch.manual_seed(seed)
+    model = TinySegForClicks(config)
+    model.generation_config = GenerationConfig(
+        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+        max_new_tokens=4, do_sample=False, use_cache=False,
+    )
+    if out_dir is None:
+        return model, proc
+    os.makedirs(out_dir, exist_ok=True)
+    model.save_pretrained(out_dir)
+    proc.save_pretrained(out_dir)
+    return out_dir
+
+
+def parse_answer(text: str, grid: int) -> Optional[tuple[float, float, bool]]:
+    """``(x, y, positive)`` (cell centre, normalised) from ``Positive point: <loc_k>`` text, else None."""
+    import re
+
+    m = re.search(r"(Positive|Negative) point:\s*<loc_(\d+)>", text)
+    if not m or int(m.group(2)) >= grid * grid:
+        return None
+    r, c = divmod(int(m.group(2)), grid)
+    return (c + 0.5) / grid, (r + 0.5) / grid, m.group(1) == "Positive"
+
+
+AutoConfig.register(MODEL_TYPE, TinySegConfig, exist_ok=True)
+AutoModelForImageTextToText.register(TinySegConfig, TinySegForClicks, exist_ok=True)
+try:  # the processor is a stock LlavaProcessor; map our config to it for AutoProcessor's config fallback
+    from transformers import AutoProcessor, LlavaProcessor
+
+    AutoProcessor.register(TinySegConfig, LlavaProcessor, exist_ok=True)
+except Exception:  # pragma: no cover - registration is a convenience only
+    pass

@@ -1,0 +1,63 @@
+"""Agents by name, for the benchmark CLI and scripts: ``make_agent("oracle", seed=0)``.
+
+A builder takes keyword options (``seed``, ``model``, ``k``, ...) and ignores the ones it does
+not use, so one CLI can build every agent. Register your own with :func:`register_agent`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+AgentBuilder = Callable[..., Any]
+_REGISTRY: dict[str, AgentBuilder] = {}
+
+#: The shipped tiny checkpoint (trained by this project on the procedural data).
+DEFAULT_TINY_CHECKPOINT = Path(__file__).resolve().parent / "mllm" / "checkpoints" / "tiny"
+
+
+def register_agent(name: str) -> Callable[[AgentBuilder], AgentBuilder]:
+    def wrap(builder: AgentBuilder) -> AgentBuilder:
+        _REGISTRY[name] = builder
+        return builder
+
+    return wrap
+
+
+def make_agent(name: str, **options) -> Any:
+    if name not in _REGISTRY:
+        raise KeyError(f"unknown agent {name!r}; registered: {sorted(_REGISTRY)}")
+    return _REGISTRY[name](**options)
+
+
+def agent_names() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+@register_agent("oracle")
+def _oracle(seed: int = 0, tie_break: str = "first", **_: Any):
+    from .oracle import OracleAgent
+
+    return OracleAgent(tie_break=tie_break, seed=seed)
+
+
+@register_agent("random")
+def _random(seed: int = 0, **_: Any):
+    from .baselines import RandomAgent
+
+    return RandomAgent(seed=seed)
+
+
+@register_agent("scripted")
+def _scripted(seed: int = 0, **_: Any):
+    from .scripted import ScriptedShapesAgent
+
+    return ScriptedShapesAgent()
+
+
+@register_agent("mllm")
+def _mllm(model: "str | None" = None, temperature: float = 0.0, **_: Any):
+    from .mllm.policy import MLLMPolicy, MLLMPolicyConfig
+
+    path = str(model or DEFAULT_TINY_CHECKPOINT)
+    return MLLMPolicy(MLLMPolicyConfig(model_path=path, do_sample=temperature > 0, temperature=temperature or 1.0))

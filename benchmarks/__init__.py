@@ -1,0 +1,1 @@
+"""Benchmarks: one rollout harness for every agent (``python benchmarks/run.py --agent ...``)."""
