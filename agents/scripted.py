@@ -221,8 +221,12 @@ def _piece_color(smooth: npt.NDArray[np.float32], m: npt.NDArray[np.uint8]) -> n
     return np.median(smooth[sel.astype(bool)], axis=0)
 
 
+def _odd(x: float) -> int:
+    return max(1, int(round(x)) | 1)
+
+
 def _split_by_color(
-    smooth: npt.NDArray[np.float32], m: npt.NDArray[np.uint8], min_area: float, depth: int = 2
+    smooth: npt.NDArray[np.float32], m: npt.NDArray[np.uint8], min_area: float, thin: bool, depth: int = 2
 ) -> list[npt.NDArray[np.uint8]]:
     """Split a component that holds two touching objects of one palette colour.
 
@@ -233,24 +237,27 @@ def _split_by_color(
     """
     if depth == 0 or m.sum() < 2 * min_area:
         return [m]
-    # cluster only interior pixels: the box blur and the resize blend the boundary
-    inner = cv2.erode(m, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (11, 11))).astype(bool)
-    if inner.sum() < min_area:
+    u = m.shape[0] / 512
+    # cluster only interior pixels: the blur and the resize blend the boundary
+    inner = cv2.erode(m, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (_odd((3 if thin else 11) * u),) * 2)).astype(bool)
+    if inner.sum() < min_area / 2:
         return [m]
     px = smooth[inner]
     sample = px[:: max(1, len(px) // 4000)]
     crit = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 20, 0.5)
     cv2.setRNGSeed(0)
     _, _, centres = cv2.kmeans(np.ascontiguousarray(sample), 2, None, crit, 2, cv2.KMEANS_PP_CENTERS)
-    if float(np.linalg.norm(centres[0] - centres[1])) < 9.0:
+    if float(np.linalg.norm(centres[0] - centres[1])) < (11.0 if thin else 9.0):
         return [m]
     lab = np.linalg.norm(px[:, None, :] - centres[None], axis=-1).argmin(1)
     halves = []
-    k5 = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
     for k in range(2):
         h = np.zeros_like(m)
         h[inner] = (lab == k).astype(np.uint8)
-        h = cv2.morphologyEx(h, cv2.MORPH_OPEN, k5)
+        if thin:  # majority vote along the stroke instead of an opening that would erase it
+            h = (cv2.medianBlur(h * 255, 5) > 0).astype(np.uint8) & inner
+        else:
+            h = cv2.morphologyEx(h, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (_odd(5 * u),) * 2))
         n, cc, stats, _ = cv2.connectedComponentsWithStats(h, connectivity=8)
         if n < 2:
             return [m]
@@ -258,15 +265,14 @@ def _split_by_color(
         if stats[big, cv2.CC_STAT_AREA] < max(min_area / 2, 0.6 * (lab == k).sum()):
             return [m]
         halves.append((cc == big).astype(np.uint8))
-    # hand the pixels the opening removed back to the nearest half
+    # hand the remaining pixels to the nearest half
     d0 = cv2.distanceTransform(1 - halves[0], cv2.DIST_L2, 3)
     d1 = cv2.distanceTransform(1 - halves[1], cv2.DIST_L2, 3)
     sel = m.astype(bool)
     first = (d0 <= d1) & sel
-    parts = [first.astype(np.uint8), (~first & sel).astype(np.uint8)]
     out = []
-    for part in parts:
-        out.extend(_split_by_color(smooth, part, min_area, depth - 1))
+    for part in (first.astype(np.uint8), (~first & sel).astype(np.uint8)):
+        out.extend(_split_by_color(smooth, part, min_area, thin, depth - 1))
     return out
 
 
@@ -303,13 +309,17 @@ def _merge_fragments(
 def find_objects(image: npt.NDArray[np.uint8], thin: Optional[bool] = None) -> list[Candidate]:
     """Every coloured object in ``image`` (SxSx3 RGB), as :class:`Candidate` records.
 
-    ``thin=None`` guesses per component (a thin component has a small maximum inscribed
-    radius relative to its size).
+    ``thin`` says whether objects are thin structures (True), solid (False) or unknown (None:
+    decided per component from its inscribed vs enclosing radius).
     """
     s = image.shape[0]
+    u = s / 512
     labels = color_labels(image)
-    smooth = cv2.blur(image, (7, 7)).astype(np.float32)
+    foreground = cv2.dilate((labels >= 0).astype(np.uint8), np.ones((3, 3), np.uint8))
+    smooth_solid = cv2.blur(image, (_odd(7 * u),) * 2).astype(np.float32)
+    smooth_thin = cv2.blur(image, (3, 3)).astype(np.float32)
     min_area = (0.012 * s) ** 2 * 2.5
+    min_depth = (0.003 if thin or thin is None else 0.006) * s
     out: list[Candidate] = []
     k3 = np.ones((3, 3), np.uint8)
     for ci, name in enumerate(COLOR_NAMES):
@@ -318,30 +328,40 @@ def find_objects(image: npt.NDArray[np.uint8], thin: Optional[bool] = None) -> l
             continue
         cmask = cv2.morphologyEx(cmask, cv2.MORPH_OPEN, k3)
         n, lab, stats, _ = cv2.connectedComponentsWithStats(cmask, connectivity=8)
-        pieces = []
+        pieces: list[tuple[npt.NDArray[np.uint8], bool]] = []
         for j in range(1, n):
             if stats[j, cv2.CC_STAT_AREA] < min_area:
                 continue
             m = (lab == j).astype(np.uint8)
             depth = float(cv2.distanceTransform(np.pad(m, 1), cv2.DIST_L2, 3).max())
-            if depth < 0.006 * s:  # a blended rim between two objects, not an object
+            if depth < min_depth:  # a blended rim between two objects, not an object
                 continue
-            pieces.extend(_split_by_color(smooth, m, min_area))
+            is_thin = _is_thin(m, depth, thin)
+            smooth = smooth_thin if is_thin else smooth_solid
+            pieces.extend((p, is_thin) for p in _split_by_color(smooth, m, min_area, is_thin))
         if not pieces:
             continue
-        pieces = _merge_fragments(smooth, pieces, gap=0.25 * s)
-        for m in pieces:
-            area = int(m.sum())
-            depth = float(cv2.distanceTransform(np.pad(m, 1), cv2.DIST_L2, 3).max())
-            is_thin = _is_thin(m, depth, thin)
+        merged = _merge_fragments(smooth_thin, [p for p, t in pieces if t], gap=0.25 * s)
+        merged = [(p, True) for p in merged]
+        merged += [(p, False) for p in _merge_fragments(smooth_solid, [p for p, t in pieces if not t], gap=0.25 * s)]
+        for m, is_thin in merged:
             ys, xs = np.nonzero(m)
-            scores = thin_shape_scores(m) if is_thin else solid_shape_scores(_fill_holes(m))
+            if is_thin:
+                # bridge the gaps an occluding stroke cut, so that a cut ring keeps its hole
+                # (and the pixel dropouts along a blurred stroke)
+                wide = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (_odd(0.05 * s),) * 2)
+                narrow = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (_odd(0.012 * s),) * 2)
+                closed = cv2.morphologyEx(m, cv2.MORPH_CLOSE, narrow)
+                closed |= cv2.morphologyEx(m, cv2.MORPH_CLOSE, wide) & foreground
+                scores = thin_shape_scores(closed)
+            else:
+                scores = solid_shape_scores(_fill_holes(m))
             shape = max(scores, key=scores.__getitem__)
             out.append(
                 Candidate(
                     mask=m.astype(bool),
                     color=name,
-                    area=area,
+                    area=int(m.sum()),
                     cx=float((xs.mean() + 0.5) / s),
                     cy=float((ys.mean() + 0.5) / s),
                     radius=_radius(m, shape, is_thin),
@@ -409,14 +429,9 @@ def select_target(parts: dict, candidates: list[Candidate]) -> Optional[Candidat
 
 
 def target_region(parts: dict, candidates: list[Candidate]) -> Optional[npt.NDArray[np.bool_]]:
-    """The mask to segment: the selected candidate (all of that colour for colour-only text)."""
+    """The mask to segment at the observation resolution (None if nothing was found)."""
     target = select_target(parts, candidates)
-    if target is None:
-        return None
-    if parts.get("shape") == "object" and parts.get("size") is None and parts.get("color"):
-        same = [c.mask for c in candidates if c.color == target.color]
-        return np.logical_or.reduce(same)
-    return target.mask
+    return None if target is None else target.mask
 
 
 # ----------------------------------------------------------------------------- the agent

@@ -153,6 +153,7 @@ class SegEnv(gym.Env):
         self._index = int(index)
         h, w = sample.mask.shape
         self._image_small = R.resize_image(sample.image, self.image_size)
+        self._blended = R.blend(self._image_small, self.overlay_color, self.overlay_alpha)
         self._text = self._clean_text(sample.text)
         self._points: list[tuple[float, float]] = []  # pixel (x, y) prompts at original resolution
         self._labels: list[int] = []
@@ -232,7 +233,7 @@ class SegEnv(gym.Env):
         self._mask = mask.astype(bool, copy=False)
         self._inter, self._union = intersection_union(self._mask, sample.mask, sample.ignore)
         self._iou = 1.0 if self._union == 0 else self._inter / self._union
-        self._mask_small = R.resize_mask(self._mask, self.image_size)
+        self._mask_small = R.resize_mask(self._mask, self.image_size).view(np.uint8)
 
     @staticmethod
     def _clean_text(text: str) -> str:
@@ -242,13 +243,13 @@ class SegEnv(gym.Env):
 
     # ------------------------------------------------------------------ views
     def _observation(self) -> dict:
-        overlay = R.overlay_mask(self._image_small, self._mask_small, self.overlay_color, self.overlay_alpha)
+        overlay = R.overlay_mask(self._image_small, self._mask_small, blended=self._blended)
         if self.draw_clicks:
             R.draw_clicks(overlay, self._clicks)
         return {
             "image": self._image_small.copy(),
             "overlay": overlay,
-            "mask": self._mask_small.astype(np.uint8) * 255,
+            "mask": self._mask_small * np.uint8(255),
             "text": self._text,
         }
 
@@ -282,7 +283,7 @@ class SegEnv(gym.Env):
         """For people: the overlay with clicks (red positive, blue negative) and the box drawn."""
         if self._sample is None or self.render_mode is None:
             return None
-        frame = R.overlay_mask(self._image_small, self._mask_small, self.overlay_color, self.overlay_alpha)
+        frame = R.overlay_mask(self._image_small, self._mask_small, blended=self._blended)
         R.draw_clicks(frame, self._clicks)
         if self._box is not None:
             h, w = self._sample.mask.shape

@@ -19,17 +19,35 @@ NEGATIVE_COLOR = (0, 0, 255)
 COLORS = {"green": GREEN, "blue": (0, 0, 255), "red": (255, 0, 0)}
 
 
-def overlay_mask(
+def blend(
     image: npt.NDArray[np.uint8],  # HxWx3
-    mask: npt.NDArray[np.bool_],  # HxW
     color: tuple[int, int, int] = GREEN,
     alpha: float = 0.5,
 ) -> npt.NDArray[np.uint8]:
-    """The image with ``mask`` as a semi-transparent layer of ``color`` (a new array)."""
+    """The whole image tinted: ``uint8((1 - alpha) * pixel + alpha * color)`` (truncating, as
+    SegAgent's float-then-uint8 code does). Exact integer arithmetic for ``alpha = 0.5``."""
+    col = np.asarray(color, np.uint8)
+    if alpha == 0.5:  # floor((p + c) / 2) without leaving uint8
+        return (image >> 1) + (col >> 1) + (image & col & 1)
+    return np.clip((1.0 - alpha) * image.astype(np.float32) + alpha * col.astype(np.float32), 0, 255).astype(np.uint8)
+
+
+def overlay_mask(
+    image: npt.NDArray[np.uint8],  # HxWx3
+    mask: npt.NDArray[np.bool_],  # HxW (bool, or uint8 0/1 or 0/255)
+    color: tuple[int, int, int] = GREEN,
+    alpha: float = 0.5,
+    blended: "npt.NDArray[np.uint8] | None" = None,
+) -> npt.NDArray[np.uint8]:
+    """The image with ``mask`` as a semi-transparent layer of ``color``, only where it is on.
+
+    Pass ``blended = blend(image, color, alpha)`` when the same image gets many masks (the env
+    does, once per episode): the per-step cost is then one masked copy (~0.1 ms at 512 px).
+    """
+    if blended is None:
+        blended = blend(image, color, alpha)
     out = image.copy()
-    if mask.any():
-        px = image[mask].astype(np.float32)
-        out[mask] = np.clip((1.0 - alpha) * px + alpha * np.asarray(color, np.float32), 0, 255).astype(np.uint8)
+    cv2.copyTo(blended, mask.astype(np.uint8, copy=False), out)
     return out
 
 

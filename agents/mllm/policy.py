@@ -112,7 +112,7 @@ class MLLMPolicyConfig:
 
     Attributes:
         model_path: a local checkpoint folder (config.json + weights + processor files).
-        prompt_style: ``"llava"`` (paper Fig. 6) or ``"qwen"``; None = the checkpoint's
+        prompt_style: ``"llava"`` (paper Fig. 6), ``"qwen"`` or ``"short"`` (caption only); None = the checkpoint's
             ``segagent_prompt_style`` (set by :mod:`agents.training.sft`) or ``"llava"``.
         action_format: coordinate format; None = from the checkpoint's config, else the default.
         max_new_tokens: generation budget per answer.

@@ -38,7 +38,7 @@ CoordFormat = Literal["decimal", "int1000", "loc"]
 CoordOrder = Literal["xy", "yx"]
 COORD_FORMATS = ("decimal", "int1000", "loc")
 COORD_ORDERS = ("xy", "yx")
-PROMPT_STYLES = ("llava", "qwen")
+PROMPT_STYLES = ("llava", "qwen", "short")
 
 
 @dataclass
@@ -342,7 +342,8 @@ def build_prompt(caption: str, style: str = "llava", color: str = "green") -> tu
 
     ``"llava"``: the paper's Fig. 6 prompt, no system message. ``"qwen"``: the short Qwen prompt
     with the caption in ``<ref>..</ref>`` and the system message "You are a helpful assistant.".
-    ``color`` names the overlay colour (paper Tab. 4).
+    ``"short"``: the caption alone, no system message (the tiny pointer model's prompt: its
+    word-level vocabulary has no instructions). ``color`` names the overlay colour (paper Tab. 4).
     """
     caption = " ".join(str(caption).split())
     if style == "llava":
@@ -352,6 +353,8 @@ def build_prompt(caption: str, style: str = "llava", color: str = "green") -> tu
         return None, text
     if style == "qwen":
         return QWEN_SYSTEM, QWEN_PROMPT.format(color=color, caption=caption)
+    if style == "short":
+        return None, caption
     raise ValueError(f"prompt style must be one of {PROMPT_STYLES}, got {style!r}")
 
 

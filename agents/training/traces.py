@@ -1,0 +1,582 @@
+"""D_traj: SFT data from the click oracle (paper sec. 4.2, B.1; REFERENCE.md 2).
+
+For each sample index the oracle (:class:`agents.oracle.OracleAgent`, RITM's clicker) acts in the
+env through :func:`segenv.rollout.run_episode`. A click is kept only if it STRICTLY improves the
+IoU on the best so far; the first non-improving click ends the trace (and is not saved); the
+trace also ends once IoU >= ``target_iou`` (default 0.98, SegAgent's fork) or after
+``max_clicks`` clicks. Each kept click is one SFT example: the mask BEFORE the click (the
+observation mask, bit-packed), the caption, the oracle's action ``(x, y, positive)`` and the IoU
+of that mask (the ``Current IOU`` line's target).
+
+Initial states (paper B.1), chosen per sample index, deterministically:
+``u = default_rng([seed, index]).random()``; ``u < 0.6`` -> ``"empty"``, ``u < 0.8`` -> ``"box"``
+(the segmenter's mask for the GT box), else ``"points"`` (the segmenter's mask for random points
+inside the GT box, labelled by GT: the env's ``initial_points``). Change the fractions with
+``TraceConfig.initial_mix``. The env's reset seed is derived from ``(seed, index)`` too, so a
+sample's trace is the same in every process and shard.
+
+On disk (``out/``)::
+
+    metadata.json                              # the TraceConfig that made it (resume checks it)
+    shards/shard-00000-of-00002/chunk-00000/   # steps/ (+ images/) as datasets.save_to_disk
+    shards/shard-00000-of-00002/DONE.json
+    merged/steps, merged/images                # all shards, in (sample_index, step) order
+
+Shard ``i`` of ``n`` takes the sample indices ``indices[i::n]`` (``--shard/--num-shards``, else
+``RANK``/``WORLD_SIZE`` as set by torchrun / accelerate). A shard is written in chunks of
+``chunk_size`` samples, each into a temporary folder renamed into place (``os.replace``), so a
+run killed at any moment (even ``kill -9``) resumes without losing a finished chunk: finished
+chunks are skipped and leftover temporary folders removed. When every shard is done the last one
+to finish merges; the merged data are identical to a one-process run.
+
+:func:`load_traces` gives the steps with a lazy transform (:func:`to_sft_dataset`) that builds the
+overlay (image + mask via :func:`segenv.render.overlay_mask`) and the conversational
+``prompt``/``completion`` + ``images`` columns for trl's ``SFTTrainer`` (completion-only loss).
+Images are stored once per sample (PNG of the observation-size image) unless
+``store_images=False``, in which case they are regenerated from the env's dataset.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import uuid
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+INITIAL_STATES = ("empty", "box", "points")
+# fields that decide what is generated: a resumed run must match them
+_IDENTITY_FIELDS = (
+    "env_id", "split", "env_kwargs", "episodes", "start_index", "max_clicks", "target_iou",
+    "initial_mix", "seed", "num_shards", "chunk_size", "store_images", "tie_break",
+)
+
+
+@dataclass
+class TraceConfig:
+    """What :func:`generate_traces` makes.
+
+    Attributes:
+        out: output folder (see the module docstring for the layout).
+        env_id: a registered segenv id (``import segenv`` registers them).
+        split: dataset split.
+        env_kwargs: extra ``gym.make`` kwargs (``image_size``, ``dataset_kwargs``, ``segmenter``...).
+        episodes: number of samples (indices ``start_index ..``); None = the whole split.
+        start_index: first sample index.
+        max_clicks: clicks per trace at most (the env's ``max_clicks``; paper: 20).
+        target_iou: a trace ends once IoU >= this (SegAgent's fork: 0.98).
+        initial_mix: fractions of the initial states ``(empty, box, points)``.
+        seed: seeds the initial-state choice, the env resets and the oracle's tie-breaks.
+        shard, num_shards: this process's part; None = ``RANK`` / ``WORLD_SIZE`` (or 0 / 1).
+        chunk_size: samples per atomically written chunk.
+        store_images: store each sample's observation-size image once (PNG); else regenerate
+            images from the env's dataset when loading.
+        tie_break: the oracle's tie-break (``"first"`` = RITM, ``"random"`` = FocSAM).
+        merge: merge the shards when all are done.
+        progress: show a progress bar.
+    """
+
+    out: str
+    env_id: str = "SegAgent-Shapes-v0"
+    split: str = "train"
+    env_kwargs: dict = field(default_factory=dict)
+    episodes: Optional[int] = None
+    start_index: int = 0
+    max_clicks: int = 20
+    target_iou: float = 0.98
+    initial_mix: tuple = (0.6, 0.2, 0.2)
+    seed: int = 0
+    shard: Optional[int] = None
+    num_shards: Optional[int] = None
+    chunk_size: int = 64
+    store_images: bool = True
+    tie_break: str = "first"
+    merge: bool = True
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        self.initial_mix = tuple(float(f) for f in self.initial_mix)
+        if len(self.initial_mix) != 3 or min(self.initial_mix) < 0 or sum(self.initial_mix) <= 0:
+            raise ValueError(f"initial_mix must be 3 non-negative fractions (empty, box, points), got {self.initial_mix}")
+        if not 0.0 < self.target_iou <= 1.0:
+            raise ValueError(f"target_iou must be in (0, 1], got {self.target_iou}")
+        if self.max_clicks < 1:
+            raise ValueError(f"max_clicks must be >= 1, got {self.max_clicks}")
+        if self.chunk_size < 1:
+            raise ValueError(f"chunk_size must be >= 1, got {self.chunk_size}")
+        if self.episodes is not None and self.episodes < 0:
+            raise ValueError(f"episodes must be >= 0, got {self.episodes}")
+        if self.shard is None and self.num_shards is None:
+            self.shard = int(os.environ.get("RANK", 0))
+            self.num_shards = int(os.environ.get("WORLD_SIZE", 1))
+        elif self.shard is None or self.num_shards is None:
+            raise ValueError("give both shard and num_shards, or neither (then RANK / WORLD_SIZE are used)")
+        if not 0 <= self.shard < self.num_shards:
+            raise ValueError(f"shard must be in [0, num_shards), got shard={self.shard} num_shards={self.num_shards}")
+
+    def identity(self) -> dict:
+        d = asdict(self)
+        d = {k: d[k] for k in _IDENTITY_FIELDS}
+        d["initial_mix"] = list(d["initial_mix"])
+        return json.loads(json.dumps(d))
+
+
+# ---------------------------------------------------------------------------------- helpers
+def initial_state_for(index: int, seed: int = 0, mix: Sequence[float] = (0.6, 0.2, 0.2)) -> str:
+    """The documented recipe: ``default_rng([seed, index]).random()`` against the cumulative mix."""
+    u = np.random.default_rng([int(seed), int(index)]).random()
+    cum = np.cumsum(np.asarray(mix, np.float64) / float(sum(mix)))
+    for state, edge in zip(INITIAL_STATES, cum):
+        if u < edge:
+            return state
+    return INITIAL_STATES[-1]
+
+
+def reset_seed_for(index: int, seed: int = 0) -> int:
+    """The env reset seed of a sample (independent of shard and order)."""
+    return int(np.random.SeedSequence([int(seed), int(index), 1]).generate_state(1)[0])
+
+
+def pack_mask(mask: np.ndarray) -> bytes:
+    """An SxS mask (any nonzero = on) as packed bits."""
+    return np.packbits(np.asarray(mask).astype(bool).ravel()).tobytes()
+
+
+def unpack_mask(data: bytes, size: int) -> np.ndarray:
+    """Inverse of :func:`pack_mask` for a ``size x size`` mask (bool)."""
+    bits = np.unpackbits(np.frombuffer(data, np.uint8), count=size * size)
+    return bits.reshape(size, size).astype(bool)
+
+
+def _encode_png(image: np.ndarray) -> bytes:
+    import cv2
+
+    ok, buf = cv2.imencode(".png", np.ascontiguousarray(image[..., ::-1]))
+    if not ok:  # pragma: no cover
+        raise RuntimeError("PNG encoding failed")
+    return buf.tobytes()
+
+
+def _decode_png(data: bytes) -> np.ndarray:
+    import cv2
+
+    return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)[..., ::-1].copy()
+
+
+def _step_features():
+    from datasets import Features, Value
+
+    return Features(
+        {
+            "sample_index": Value("int64"),
+            "sample_id": Value("string"),
+            "step": Value("int32"),
+            "initial_state": Value("string"),
+            "caption": Value("string"),
+            "mask": Value("binary"),
+            "mask_size": Value("int32"),
+            "x": Value("float64"),
+            "y": Value("float64"),
+            "positive": Value("bool"),
+            "iou_before": Value("float64"),
+            "iou_after": Value("float64"),
+        }
+    )
+
+
+def _image_features():
+    from datasets import Features, Value
+
+    return Features({"sample_index": Value("int64"), "image": Value("binary")})
+
+
+def _make_env(config: TraceConfig, initial_state: str):
+    import gymnasium as gym
+
+    import segenv  # noqa: F401  (registers the env ids)
+
+    kwargs = dict(config.env_kwargs)
+    kwargs.update(split=config.split, max_clicks=config.max_clicks, initial_state=initial_state)
+    return gym.make(config.env_id, **kwargs)
+
+
+class _TraceRecorder:
+    """Wraps the oracle: keeps strictly improving clicks, then STOPs the episode."""
+
+    def __init__(self, oracle: Any, target_iou: float) -> None:
+        self.oracle = oracle
+        self.needs_gt = True
+        self.target = target_iou
+        self.rows: list[dict] = []
+        self.done = False
+        self.best = 0.0
+        self.last_action: Any = None
+        self.image: Optional[np.ndarray] = None
+
+    def reset(self, obs: dict, info: dict) -> None:
+        self.rows, self.done, self.last_action = [], False, None
+        self.best = float(info["iou"])
+        self.image = np.asarray(obs["image"]).copy()
+        self.done = self.best >= self.target
+        self.oracle.reset(obs, info)
+
+    def act(self, obs: dict, info: dict) -> Any:
+        from segenv.rollout import STOP
+
+        if self.done:
+            return STOP
+        self.last_action = self.oracle.act(obs, info)
+        return self.last_action
+
+    def on_step(self, obs_before: dict, record: Any, info_after: dict) -> None:
+        from segenv.actions import Click
+
+        if self.done:
+            return
+        click = self.last_action
+        if record.invalid or not isinstance(click, Click):
+            self.done = True
+            return
+        iou = float(record.iou)
+        if iou <= self.best:  # the first non-improving click ends the trace, unsaved
+            self.done = True
+            return
+        mask = np.asarray(obs_before["mask"])
+        self.rows.append(
+            {
+                "step": len(self.rows),
+                "mask": pack_mask(mask),
+                "mask_size": int(mask.shape[0]),
+                "x": float(click.x),
+                "y": float(click.y),
+                "positive": bool(click.positive),
+                "iou_before": self.best,
+                "iou_after": iou,
+            }
+        )
+        self.best = iou
+        if iou >= self.target:
+            self.done = True
+
+
+def trace_sample(config: TraceConfig, index: int, envs: dict) -> tuple[list[dict], Optional[np.ndarray]]:
+    """The kept steps of sample ``index`` (rows of the steps table) and its observation image."""
+    from agents.oracle import OracleAgent
+    from segenv.rollout import run_episode
+
+    state = initial_state_for(index, config.seed, config.initial_mix)
+    if state not in envs:
+        envs[state] = _make_env(config, state)
+    env = envs[state]
+    recorder = _TraceRecorder(OracleAgent(tie_break=config.tie_break, seed=config.seed), config.target_iou)
+    traj = run_episode(recorder, env, seed=reset_seed_for(index, config.seed), index=int(index),
+                       catch_agent_errors=False, on_step=recorder.on_step)
+    rows = [
+        {"sample_index": int(index), "sample_id": traj.sample_id, "initial_state": state, "caption": traj.text, **r}
+        for r in recorder.rows
+    ]
+    return rows, recorder.image
+
+
+# ---------------------------------------------------------------------------------- layout
+def shard_dir(out: "str | Path", shard: int, num_shards: int) -> Path:
+    return Path(out) / "shards" / f"shard-{shard:05d}-of-{num_shards:05d}"
+
+
+def shard_indices(config: TraceConfig, dataset_len: int) -> list[int]:
+    """This shard's sample indices: ``indices[shard::num_shards]``."""
+    stop = dataset_len if config.episodes is None else min(dataset_len, config.start_index + config.episodes)
+    indices = list(range(config.start_index, stop))
+    return indices[config.shard :: config.num_shards]
+
+
+def _atomic_write_json(path: Path, data: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def _check_metadata(config: TraceConfig) -> None:
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "metadata.json"
+    ident = config.identity()
+    if path.exists():
+        old = json.loads(path.read_text())
+        if old != ident:
+            diff = {k: (old.get(k), ident.get(k)) for k in set(old) | set(ident) if old.get(k) != ident.get(k)}
+            raise ValueError(f"{out} holds traces made with other settings {diff} (old, new): use another --out")
+    else:
+        _atomic_write_json(path, ident)
+
+
+def _write_chunk(final: Path, rows: list[dict], images: list[dict], indices: list[int]) -> None:
+    from datasets import Dataset
+
+    tmp = final.with_name(f".tmp-{final.name}-{os.getpid()}")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    steps_features = _step_features()
+    cols = {k: [r[k] for r in rows] for k in steps_features}
+    Dataset.from_dict(cols, features=steps_features).save_to_disk(str(tmp / "steps"))
+    if images is not None:
+        img_features = _image_features()
+        Dataset.from_dict({k: [r[k] for r in images] for k in img_features}, features=img_features).save_to_disk(
+            str(tmp / "images")
+        )
+    token = uuid.uuid4().hex  # identifies this write, so a merge can tell whether it is current
+    (tmp / "chunk.json").write_text(json.dumps({"indices": [int(i) for i in indices], "steps": len(rows), "token": token}))
+    os.replace(tmp, final)
+
+
+def generate_traces(config: TraceConfig) -> Path:
+    """Generate this process's shard (resuming), merge when all shards are done; return the path
+    of the merged data (``out/merged``) if it exists afterwards, else of this shard."""
+    from tqdm.auto import tqdm
+
+    _check_metadata(config)
+    sdir = shard_dir(config.out, config.shard, config.num_shards)
+    sdir.mkdir(parents=True, exist_ok=True)
+    for leftover in sdir.glob(".tmp-*"):  # an interrupted chunk: redo it
+        shutil.rmtree(leftover, ignore_errors=True)
+    (sdir / "DONE.json").unlink(missing_ok=True)
+    envs: dict = {}
+    probe = _make_env(config, "empty")
+    envs["empty"] = probe
+    indices = shard_indices(config, len(probe.unwrapped.dataset))
+    chunks = [indices[k : k + config.chunk_size] for k in range(0, len(indices), config.chunk_size)]
+    done = [sdir / f"chunk-{c:05d}" for c in range(len(chunks))]
+    wrote_any = False
+    todo = sum(len(ch) for ch, d in zip(chunks, done) if not d.exists())
+    desc = f"traces shard {config.shard}/{config.num_shards}"
+    with tqdm(total=len(indices), initial=len(indices) - todo, desc=desc, disable=not config.progress) as bar:
+        for chunk, final in zip(chunks, done):
+            if final.exists():
+                continue
+            rows: list[dict] = []
+            images: Optional[list[dict]] = [] if config.store_images else None
+            for index in chunk:
+                sample_rows, image = trace_sample(config, index, envs)
+                rows += sample_rows
+                if images is not None and sample_rows:
+                    images.append({"sample_index": int(index), "image": _encode_png(image)})
+                bar.update(1)
+            _write_chunk(final, rows, images, chunk)
+            wrote_any = True
+    for env in envs.values():
+        env.close()
+    _atomic_write_json(sdir / "DONE.json", {"chunks": len(chunks), "samples": len(indices)})
+    if all_shards_done(config.out):
+        if merged_is_current(config.out):
+            return Path(config.out) / "merged"
+        if config.merge:
+            return merge(config.out)
+    return sdir
+
+
+def all_shards_done(out: "str | Path") -> bool:
+    meta = json.loads((Path(out) / "metadata.json").read_text())
+    n = int(meta["num_shards"])
+    return all((shard_dir(out, i, n) / "DONE.json").exists() for i in range(n))
+
+
+def _sources(out: Path, chunk_dirs: list[Path]) -> list[list[str]]:
+    return [[str(d.relative_to(out)), json.loads((d / "chunk.json").read_text())["token"]] for d in chunk_dirs]
+
+
+def merged_is_current(out: "str | Path") -> bool:
+    """Whether ``out/merged`` exists and was made from exactly the chunks now on disk."""
+    out = Path(out)
+    src = out / "merged" / "sources.json"
+    if not src.exists():
+        return False
+    n = int(json.loads((out / "metadata.json").read_text())["num_shards"])
+    return json.loads(src.read_text()) == _sources(out, _chunk_dirs(out, n))
+
+
+def _chunk_dirs(out: Path, n: int) -> list[Path]:
+    dirs = []
+    for i in range(n):
+        sdir = shard_dir(out, i, n)
+        dirs += sorted(p for p in sdir.glob("chunk-*") if p.is_dir())
+    return dirs
+
+
+def merge(out: "str | Path") -> Path:
+    """Concatenate all shards in (sample_index, step) order into ``out/merged`` (atomically)."""
+    from datasets import Dataset, concatenate_datasets, load_from_disk
+
+    out = Path(out)
+    meta = json.loads((out / "metadata.json").read_text())
+    n = int(meta["num_shards"])
+    if not all_shards_done(out):
+        missing = [i for i in range(n) if not (shard_dir(out, i, n) / "DONE.json").exists()]
+        raise RuntimeError(f"cannot merge {out}: shards {missing} are not finished")
+    chunk_dirs = _chunk_dirs(out, n)
+    steps = [load_from_disk(str(d / "steps")) for d in chunk_dirs]
+    steps_ds = concatenate_datasets(steps) if steps else Dataset.from_dict({}, features=_step_features())
+    order = np.lexsort((np.asarray(steps_ds["step"]), np.asarray(steps_ds["sample_index"]))) if len(steps_ds) else []
+    steps_ds = steps_ds.select([int(i) for i in order]).flatten_indices()
+    tmp = out / f".tmp-merged-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    steps_ds.save_to_disk(str(tmp / "steps"))
+    if meta.get("store_images", True):
+        images = [load_from_disk(str(d / "images")) for d in chunk_dirs]
+        img_ds = concatenate_datasets(images) if images else Dataset.from_dict({}, features=_image_features())
+        order = np.argsort(np.asarray(img_ds["sample_index"]), kind="stable") if len(img_ds) else []
+        img_ds.select([int(i) for i in order]).flatten_indices().save_to_disk(str(tmp / "images"))
+    (tmp / "metadata.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
+    (tmp / "sources.json").write_text(json.dumps(_sources(out, chunk_dirs)))
+    final = out / "merged"
+    if final.exists():  # a re-merge after a resumed shard: swap the new one in
+        trash = out / f".tmp-old-merged-{os.getpid()}"
+        os.replace(final, trash)
+        os.replace(tmp, final)
+        shutil.rmtree(trash, ignore_errors=True)
+    else:
+        try:
+            os.replace(tmp, final)
+        except OSError:  # another shard merged at the same moment; its result is the same
+            shutil.rmtree(tmp, ignore_errors=True)
+    log.info("merged %d steps from %d chunks into %s", len(steps_ds), len(chunk_dirs), final)
+    return final
+
+
+# ---------------------------------------------------------------------------------- loading
+class TraceImages:
+    """Observation-size images by sample index: from the stored PNGs, or regenerated."""
+
+    def __init__(self, merged: Path, meta: dict) -> None:
+        self.meta = meta
+        self._env = None
+        images_dir = merged / "images"
+        if images_dir.exists():
+            from datasets import load_from_disk
+
+            self._table = load_from_disk(str(images_dir))
+            self._rows = {int(s): i for i, s in enumerate(self._table["sample_index"])}
+        else:
+            self._table, self._rows = None, {}
+        self.get = lru_cache(maxsize=512)(self._get)
+
+    def _get(self, sample_index: int) -> np.ndarray:
+        if self._table is not None:
+            return _decode_png(self._table[self._rows[int(sample_index)]]["image"])
+        if self._env is None:  # regenerate from the dataset (e.g. the procedural shapes)
+            cfg = TraceConfig(out="", **{k: v for k, v in self.meta.items() if k in ("env_id", "split", "env_kwargs")},
+                              shard=0, num_shards=1)
+            self._env = _make_env(cfg, "empty").unwrapped
+        from segenv import render as R
+
+        sample = self._env.dataset[int(sample_index)]
+        return R.resize_image(sample.image, self._env.image_size)
+
+    def __call__(self, sample_index: int) -> np.ndarray:
+        return self.get(int(sample_index))
+
+
+def _resolve_merged(path: "str | Path") -> tuple[Path, dict]:
+    path = Path(path)
+    if (path / "steps").is_dir() and (path / "metadata.json").exists():
+        return path, json.loads((path / "metadata.json").read_text())
+    if (path / "metadata.json").exists():
+        if not merged_is_current(path):
+            merge(path)
+        return _resolve_merged(path / "merged")
+    raise FileNotFoundError(f"{path} is not a trace folder (expected metadata.json and merged/ or steps/)")
+
+
+def to_sft_dataset(
+    ds: Any,
+    images: "TraceImages | Any",
+    action_format: Any = None,
+    prompt_style: str = "llava",
+    overlay_color: str = "green",
+    overlay_alpha: float = 0.5,
+):
+    """``ds`` (steps) with a lazy transform giving ``images`` ([PIL overlay]), conversational
+    ``prompt`` (system + user with an image placeholder) and ``completion`` (the action text,
+    with the ``Current IOU`` line when ``action_format.iou_line``) for trl's ``SFTTrainer``.
+
+    ``images`` maps a sample index to its observation-size image (:class:`TraceImages`).
+    """
+    from PIL import Image
+
+    from agents.mllm.prompt import ActionFormat, build_prompt, render_action
+    from segenv import render as R
+    from segenv.actions import Click
+
+    fmt = action_format or ActionFormat()
+    color = R.COLORS[overlay_color] if isinstance(overlay_color, str) else tuple(overlay_color)
+    color_word = overlay_color if isinstance(overlay_color, str) else "green"
+
+    def transform(batch: dict) -> dict:
+        out: dict[str, list] = {"images": [], "prompt": [], "completion": []}
+        for i in range(len(batch["sample_index"])):
+            size = int(batch["mask_size"][i])
+            mask = unpack_mask(batch["mask"][i], size)
+            image = images(int(batch["sample_index"][i]))
+            if image.shape[:2] != (size, size):
+                image = R.resize_image(image, size)
+            overlay = R.overlay_mask(image, mask, color, overlay_alpha)
+            system, user = build_prompt(batch["caption"][i], prompt_style, color=color_word)
+            prompt = [] if system is None else [{"role": "system", "content": [{"type": "text", "text": system}]}]
+            prompt.append({"role": "user", "content": [{"type": "image"}, {"type": "text", "text": user}]})
+            click = Click(batch["x"][i], batch["y"][i], bool(batch["positive"][i]))
+            iou = float(batch["iou_before"][i]) if fmt.iou_line else None
+            answer = render_action(click, fmt, iou=iou)
+            out["images"].append([Image.fromarray(overlay)])
+            out["prompt"].append(prompt)
+            out["completion"].append([{"role": "assistant", "content": [{"type": "text", "text": answer}]}])
+        return out
+
+    return ds.with_transform(transform)
+
+
+def load_traces(
+    path: "str | Path",
+    action_format: Any = None,
+    prompt_style: str = "llava",
+    raw: bool = False,
+    overlay_color: str = "green",
+):
+    """The traces at ``path`` (an ``out`` folder or its ``merged`` folder) as a ``datasets.Dataset``.
+
+    ``raw=True``: the steps table itself. Otherwise the SFT view of :func:`to_sft_dataset`.
+    """
+    from datasets import load_from_disk
+
+    merged, meta = _resolve_merged(path)
+    ds = load_from_disk(str(merged / "steps"))
+    if raw:
+        return ds
+    return to_sft_dataset(ds, TraceImages(merged, meta), action_format, prompt_style, overlay_color)
+
+
+__all__ = [
+    "INITIAL_STATES",
+    "TraceConfig",
+    "TraceImages",
+    "all_shards_done",
+    "generate_traces",
+    "initial_state_for",
+    "load_traces",
+    "merge",
+    "merged_is_current",
+    "pack_mask",
+    "shard_dir",
+    "to_sft_dataset",
+    "trace_sample",
+    "unpack_mask",
+]
