@@ -5,7 +5,7 @@ env through :func:`segenv.rollout.run_episode`. A click is kept only if it STRIC
 IoU on the best so far; the first non-improving click ends the trace (and is not saved); the
 trace also ends once IoU >= ``target_iou`` (default 0.98, SegAgent's fork) or after
 ``max_clicks`` clicks. Each kept click is one SFT example: the mask BEFORE the click (the
-observation mask, bit-packed), the caption, the oracle's action ``(x, y, positive)`` and the IoU
+observation mask, bit-packed and zlib-compressed), the caption, the oracle's action ``(x, y, positive)`` and the IoU
 of that mask (the ``Current IOU`` line's target).
 
 Initial states (paper B.1), chosen per sample index, deterministically:
@@ -43,6 +43,8 @@ import logging
 import os
 import shutil
 import uuid
+import zlib
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -146,13 +148,13 @@ def reset_seed_for(index: int, seed: int = 0) -> int:
 
 
 def pack_mask(mask: np.ndarray) -> bytes:
-    """An SxS mask (any nonzero = on) as packed bits."""
-    return np.packbits(np.asarray(mask).astype(bool).ravel()).tobytes()
+    """An SxS mask (any nonzero = on) as zlib-compressed packed bits (deterministic bytes)."""
+    return zlib.compress(np.packbits(np.asarray(mask).astype(bool).ravel()).tobytes(), 6)
 
 
 def unpack_mask(data: bytes, size: int) -> np.ndarray:
     """Inverse of :func:`pack_mask` for a ``size x size`` mask (bool)."""
-    bits = np.unpackbits(np.frombuffer(data, np.uint8), count=size * size)
+    bits = np.unpackbits(np.frombuffer(zlib.decompress(data), np.uint8), count=size * size)
     return bits.reshape(size, size).astype(bool)
 
 
@@ -196,6 +198,20 @@ def _image_features():
     from datasets import Features, Value
 
     return Features({"sample_index": Value("int64"), "image": Value("binary")})
+
+
+@contextmanager
+def _quiet_datasets():
+    """No ``datasets`` progress bars for our small saves (restores the previous setting)."""
+    from datasets import utils as dtqdm
+
+    was_disabled = dtqdm.are_progress_bars_disabled()
+    dtqdm.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if not was_disabled:
+            dtqdm.enable_progress_bars()
 
 
 def _make_env(config: TraceConfig, initial_state: str):
@@ -370,7 +386,8 @@ def generate_traces(config: TraceConfig) -> Path:
                 if images is not None and sample_rows:
                     images.append({"sample_index": int(index), "image": _encode_png(image)})
                 bar.update(1)
-            _write_chunk(final, rows, images, chunk)
+            with _quiet_datasets():
+                _write_chunk(final, rows, images, chunk)
             wrote_any = True
     for env in envs.values():
         env.close()
@@ -379,7 +396,8 @@ def generate_traces(config: TraceConfig) -> Path:
         if merged_is_current(config.out):
             return Path(config.out) / "merged"
         if config.merge:
-            return merge(config.out)
+            with _quiet_datasets():
+                return merge(config.out)
     return sdir
 
 
@@ -424,18 +442,24 @@ def merge(out: "str | Path") -> Path:
     chunk_dirs = _chunk_dirs(out, n)
     steps = [load_from_disk(str(d / "steps")) for d in chunk_dirs]
     steps_ds = concatenate_datasets(steps) if steps else Dataset.from_dict({}, features=_step_features())
-    order = np.lexsort((np.asarray(steps_ds["step"]), np.asarray(steps_ds["sample_index"]))) if len(steps_ds) else []
-    steps_ds = steps_ds.select([int(i) for i in order]).flatten_indices()
     tmp = out / f".tmp-merged-{os.getpid()}"
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()
+    scratch = tmp / "scratch"  # flatten_indices' cache file, kept out of the chunk folders
+    scratch.mkdir()
+    order = np.lexsort((np.asarray(steps_ds["step"]), np.asarray(steps_ds["sample_index"]))) if len(steps_ds) else []
+    steps_ds = steps_ds.select([int(i) for i in order]).flatten_indices(cache_file_name=str(scratch / "steps.arrow"))
     steps_ds.save_to_disk(str(tmp / "steps"))
     if meta.get("store_images", True):
         images = [load_from_disk(str(d / "images")) for d in chunk_dirs]
         img_ds = concatenate_datasets(images) if images else Dataset.from_dict({}, features=_image_features())
         order = np.argsort(np.asarray(img_ds["sample_index"]), kind="stable") if len(img_ds) else []
-        img_ds.select([int(i) for i in order]).flatten_indices().save_to_disk(str(tmp / "images"))
+        img_ds = img_ds.select([int(i) for i in order]).flatten_indices(cache_file_name=str(scratch / "images.arrow"))
+        img_ds.save_to_disk(str(tmp / "images"))
+        del img_ds
+    del steps_ds
+    shutil.rmtree(scratch, ignore_errors=True)
     (tmp / "metadata.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
     (tmp / "sources.json").write_text(json.dumps(_sources(out, chunk_dirs)))
     final = out / "merged"
@@ -449,7 +473,7 @@ def merge(out: "str | Path") -> Path:
             os.replace(tmp, final)
         except OSError:  # another shard merged at the same moment; its result is the same
             shutil.rmtree(tmp, ignore_errors=True)
-    log.info("merged %d steps from %d chunks into %s", len(steps_ds), len(chunk_dirs), final)
+    log.info("merged %d chunks into %s", len(chunk_dirs), final)
     return final
 
 
@@ -492,16 +516,17 @@ def _resolve_merged(path: "str | Path") -> tuple[Path, dict]:
         return path, json.loads((path / "metadata.json").read_text())
     if (path / "metadata.json").exists():
         if not merged_is_current(path):
-            merge(path)
+            with _quiet_datasets():
+                merge(path)
         return _resolve_merged(path / "merged")
     raise FileNotFoundError(f"{path} is not a trace folder (expected metadata.json and merged/ or steps/)")
 
 
 def to_sft_dataset(
     ds: Any,
-    images: "TraceImages | Any",
     action_format: Any = None,
     prompt_style: str = "llava",
+    images: "Optional[TraceImages]" = None,
     overlay_color: str = "green",
     overlay_alpha: float = 0.5,
 ):
@@ -509,8 +534,13 @@ def to_sft_dataset(
     ``prompt`` (system + user with an image placeholder) and ``completion`` (the action text,
     with the ``Current IOU`` line when ``action_format.iou_line``) for trl's ``SFTTrainer``.
 
-    ``images`` maps a sample index to its observation-size image (:class:`TraceImages`).
+    ``images`` maps a sample index to its observation-size image (:class:`TraceImages`); by
+    default the one :func:`load_traces` (``raw=True``) attached to ``ds`` as ``ds.trace_images``.
     """
+    if images is None:
+        images = getattr(ds, "trace_images", None)
+        if images is None:
+            raise ValueError("pass images= (a TraceImages): this dataset did not come from load_traces(raw=True)")
     from PIL import Image
 
     from agents.mllm.prompt import ActionFormat, build_prompt, render_action
@@ -544,6 +574,14 @@ def to_sft_dataset(
     return ds.with_transform(transform)
 
 
+def open_traces(path: "str | Path") -> tuple[Any, TraceImages]:
+    """``(steps dataset, image lookup)`` of the traces at ``path`` (merging first if needed)."""
+    from datasets import load_from_disk
+
+    merged, meta = _resolve_merged(path)
+    return load_from_disk(str(merged / "steps")), TraceImages(merged, meta)
+
+
 def load_traces(
     path: "str | Path",
     action_format: Any = None,
@@ -555,13 +593,11 @@ def load_traces(
 
     ``raw=True``: the steps table itself. Otherwise the SFT view of :func:`to_sft_dataset`.
     """
-    from datasets import load_from_disk
-
-    merged, meta = _resolve_merged(path)
-    ds = load_from_disk(str(merged / "steps"))
+    ds, images = open_traces(path)
     if raw:
+        ds.trace_images = images  # lets to_sft_dataset(ds, ...) find the images
         return ds
-    return to_sft_dataset(ds, TraceImages(merged, meta), action_format, prompt_style, overlay_color)
+    return to_sft_dataset(ds, action_format, prompt_style, images, overlay_color)
 
 
 __all__ = [
@@ -574,6 +610,7 @@ __all__ = [
     "load_traces",
     "merge",
     "merged_is_current",
+    "open_traces",
     "pack_mask",
     "shard_dir",
     "to_sft_dataset",

@@ -1,0 +1,1 @@
+"""Training: D_traj trace generation, SFT with trl, and the tiny VLM recipe."""
