@@ -1,0 +1,45 @@
+"""`benchmarks/run.py --agent mllm` takes any local checkpoint folder unchanged."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytest.importorskip("transformers")
+torch = pytest.importorskip("torch")
+
+from agents.registry import DEFAULT_TINY_CHECKPOINT  # noqa: E402
+from benchmarks.run import main  # noqa: E402
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models run far faster on one thread when other work shares the two cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("family", ["llava", "idefics3"])
+def test_cli_runs_a_stock_vlm_folder(family, tmp_path):
+    from agents.mllm import stock_tiny
+
+    build = {"llava": stock_tiny.build_tiny_llava, "idefics3": stock_tiny.build_tiny_idefics3}[family]
+    model_dir = build(tmp_path / family)
+    out = tmp_path / "r.json"
+    main(["--agent", "mllm", "--model", str(model_dir), "--episodes", "2", "--max-clicks", "2",
+          "--image-size", "64", "--out", str(out), "--no-progress"])
+    data = json.loads(out.read_text())
+    assert data["episodes"] == 2 and data["steps"] == 4
+    assert 0.0 <= data["invalid_step_rate"] <= 1.0  # random weights: mostly unparsable, recorded not raised
+    lines = [json.loads(l) for l in out.with_suffix(".episodes.jsonl").read_text().splitlines()]
+    assert all(isinstance(s["output"], str) for l in lines for s in l["steps"])
+
+
+@pytest.mark.skipif(not (DEFAULT_TINY_CHECKPOINT / "config.json").exists(), reason="shipped checkpoint not present")
+def test_cli_runs_the_shipped_tiny_model(tmp_path):
+    out = tmp_path / "tiny.json"
+    s = main(["--agent", "mllm", "--episodes", "2", "--max-clicks", "3", "--out", str(out), "--no-progress"])
+    assert s["episodes"] == 2 and s["invalid_step_rate"] < 0.5
