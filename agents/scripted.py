@@ -3,41 +3,52 @@
 No learning and no ground truth: it reads the expression back with
 :func:`segenv.datasets.shapes.parse_expression`, finds the objects in ``obs["image"]`` with
 plain image processing, picks the one the text refers to, and then clicks like the oracle does,
-but against *its own* estimate of the object instead of the ground truth:
+but against *its own* estimate of the object instead of the ground truth. It is the upper
+reference a learned policy on these datasets should approach, and a check that the task is
+solvable from what the policy sees.
 
-1. **Colour.** Each pixel of the (lightly blurred) image takes the nearest palette colour of
-   :data:`segenv.datasets.shapes.COLORS` if it is saturated enough (chroma) and close enough;
-   white needs a high value and low chroma, which keeps the dim grey background out.
+1. **Colour.** Each pixel of the (lightly blurred) image takes the nearest chromatic palette
+   colour of :data:`segenv.datasets.shapes.COLORS` if it is saturated (chroma > 70) and close
+   (< 90 in RGB); white needs max > 205, min > 195 and low chroma, which keeps the dim grey
+   background (its value stays below ~150-200) out.
 2. **Objects.** Connected components per colour (``cv2.connectedComponentsWithStats``) after a
-   small opening; specks (blended rims between two objects, noise) are dropped by area and by
-   width. For thin structures nearby fragments of one colour are merged (an occluder can cut a
-   ring in two).
-3. **Shape.** Solid shapes from solidity (area / convex-hull area: star ~0.56, cross ~0.73,
-   convex ~1), the hull's circularity ``4 pi A / P^2`` (circle ~1, square ~0.79,
-   triangle ~0.60) and the vertex count of ``approxPolyDP`` on the hull; thin shapes from the
-   hole count (grid 4+, ring/frame 1), elongation (line) and the hole's roundness (ring vs
-   frame). Each component gets a score per shape, not only a label, so that selection can
-   prefer "the best triangle" when occlusion makes two guesses close.
-4. **Size.** The radius the shape was drawn with, estimated from the minimum enclosing circle
-   (divided by the shape's circumradius factor), relative to the image side: small is
-   0.07-0.10, large 0.15-0.20 (x1.3 for thin shapes), so the split is at 0.125 (0.16 thin).
-5. **Selection.** Filter by colour, then rank by shape and size score; a spatial phrase picks
-   between the two best look-alikes (the generator adds one only when there is a twin): ``on
-   the left`` -> smaller centroid x, ``at the top`` -> smaller y, ``left of the <ref>`` -> the
-   one on that side of the best-matching reference object.
-6. **Clicks.** First a positive click at the pixel of the chosen object farthest from its
-   boundary (distance-transform maximum). Then, comparing the current mask with the object:
-   a negative click deep inside ``mask & ~object`` or a positive one inside ``object & ~mask``,
-   whichever error is deeper; :data:`segenv.rollout.STOP` once both errors are thinner than
-   ``stop_distance`` pixels.
+   3x3 opening; specks and blended rims between two objects are dropped by area and depth.
+   Every object is its palette colour plus its own jitter (+-15 per channel), which works as
+   an identity: a component holding two touching objects of one colour is split by 2-means
+   on its interior colours (accepted only if the two halves are spatially coherent), and
+   pieces of one object cut apart by an occluder are merged back when their median colours
+   agree.
+3. **Shape.** Solid shapes score solidity (area / convex-hull area: star ~0.56, cross ~0.73,
+   convex ~1), the hull's circularity ``4 pi A / P^2`` (circle ~1, square ~0.79, triangle
+   ~0.60), how well the hull fills its minimum-area rectangle / enclosing triangle and the
+   ``approxPolyDP`` vertex count; a bite an occluder took is filled with the occluder's pixels
+   first when that makes the shape convex. Thin shapes (ring, frame, line, grid, zigzag) are
+   fitted as templates of their centre line (circle fit, minimum-area rectangle, its
+   midlines, its long axis, a zigzag in it) and scored by recall x precision, with occluding
+   objects counting as support. Every candidate keeps a score per shape, not only a label.
+4. **Size.** The drawing radius from the minimum enclosing circle (divided by the shape's
+   circumradius factor; the area gives a floor), relative to the side: small is 0.07-0.10,
+   large 0.15-0.20 (x1.3 for thin shapes).
+5. **Selection.** Filter by colour, rank by shape x size score; a spatial phrase picks between
+   the two best look-alikes (the generator adds one only when there is a twin): ``on the
+   left`` -> smaller centroid x, ``at the top`` -> smaller y, ``left of the <ref>`` -> the one
+   on that side of the best-matching reference object.
+6. **Clicks.** First a positive click at the object's pixel farthest from its boundary
+   (distance-transform maximum). Then it compares the current mask with the object: the
+   largest error component (missed or extra pixels, 1-2 px slivers ignored) gets a click at
+   its deepest pixel, positive or negative; negative clicks keep a margin from the object
+   (GrabCut makes a disk around them sure background, which would cut a thin stroke).
+   :data:`segenv.rollout.STOP` when nothing worth a click is left.
 
-Everything runs at the observation resolution ``S``; clicks are normalised as ``(col+0.5)/S``.
-A text the grammar does not produce (or an image with no candidate) gives ``None``, an invalid
-step, never an exception.
+Detection runs at a working size of 512 (what the thresholds were tuned on; the env's default
+observation size) and the object mask is brought back to the observation size ``S``; clicks
+are normalised as ``(col + 0.5) / S``. A text the grammar does not produce, or an image with
+no candidate, makes ``act`` return ``None`` (an invalid step), never an exception.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass, field
 from typing import Any, Optional
@@ -50,6 +61,7 @@ from segenv.actions import Click
 from segenv.datasets.shapes import COLORS, SIZES, SOLID_SHAPES, THIN_SHAPES, parse_expression
 from segenv.rollout import STOP
 
+log = logging.getLogger(__name__)
 COLOR_NAMES: tuple[str, ...] = tuple(COLORS)
 _PALETTE = np.array([COLORS[c] for c in COLOR_NAMES], np.float32)
 _CHROMATIC = np.array([c != "white" for c in COLOR_NAMES])
@@ -64,7 +76,7 @@ _THIN_SCALE = 1.3  # thin shapes are drawn 1.3x larger
 
 @dataclass
 class Candidate:
-    """One detected object at the observation resolution."""
+    """One detected object; ``mask`` is at the resolution of the image given to :func:`find_objects`."""
 
     mask: npt.NDArray[np.bool_]
     color: str
@@ -99,14 +111,16 @@ def color_labels(image: npt.NDArray[np.uint8]) -> npt.NDArray[np.int8]:
     """Per pixel: index into :data:`COLOR_NAMES` of its palette colour, or -1 (background)."""
     s = image.shape[0]
     ksize = max(3, int(round(s / 224 * 2)) | 1)
-    img = cv2.GaussianBlur(image, (ksize, ksize), 0).astype(np.float32)
-    value, low = img.max(-1), img.min(-1)
+    img = cv2.GaussianBlur(image, (ksize, ksize), 0)
+    r, g, b = (np.ascontiguousarray(img[:, :, i], dtype=np.float32) for i in range(3))
+    value, low = np.maximum(np.maximum(r, g), b), np.minimum(np.minimum(r, g), b)
     chroma = value - low
     # chromatic colours: nearest chromatic palette colour, saturated and close enough
-    best = np.zeros(img.shape[:2], np.int8)
-    best_d2 = np.full(img.shape[:2], np.inf, np.float32)
+    best = np.zeros(r.shape, np.int8)
+    best_d2 = np.full(r.shape, np.inf, np.float32)
     for k in np.flatnonzero(_CHROMATIC):
-        d2 = ((img - _PALETTE[k]) ** 2).sum(-1)
+        pr, pg, pb = _PALETTE[k]
+        d2 = (r - pr) ** 2 + (g - pg) ** 2 + (b - pb) ** 2
         closer = d2 < best_d2
         best[closer] = k
         best_d2[closer] = d2[closer]
@@ -115,6 +129,14 @@ def color_labels(image: npt.NDArray[np.uint8]) -> npt.NDArray[np.int8]:
     white = (chroma < 55) & (low > 195) & (value > 205)
     labels[white & ~ok] = _WHITE
     return labels
+
+
+def _solidity(mask: npt.NDArray[np.uint8]) -> float:
+    contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    if not contours:
+        return 0.0
+    hull_area = float(cv2.contourArea(cv2.convexHull(np.concatenate(contours))))
+    return float(mask.sum()) / max(hull_area, 1.0)
 
 
 def _fill_holes(mask: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
@@ -158,39 +180,87 @@ def solid_shape_scores(mask: npt.NDArray[np.uint8]) -> dict[str, float]:
     }
 
 
-def thin_shape_scores(mask: npt.NDArray[np.uint8]) -> dict[str, float]:
-    """Scores for each thin shape: holes (grid 4+, ring/frame 1), elongation, hole roundness."""
-    contours, hier = cv2.findContours(mask, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_NONE)
+def _circle_fit(pts: npt.NDArray[np.float64]) -> tuple[float, float, float]:
+    """Least-squares (Kasa) circle through points: centre x, centre y, radius."""
+    x, y = pts[:, 0], pts[:, 1]
+    a = np.stack([x, y, np.ones_like(x)], 1)
+    sol, *_ = np.linalg.lstsq(a, x**2 + y**2, rcond=None)
+    cx, cy = sol[0] / 2, sol[1] / 2
+    return float(cx), float(cy), float(math.sqrt(max(sol[2] + cx**2 + cy**2, 0.0)))
+
+
+def thin_shape_scores(
+    mask: npt.NDArray[np.uint8], foreground: Optional[npt.NDArray[np.uint8]] = None
+) -> dict[str, float]:
+    """Scores for each thin shape by template fitting.
+
+    Each shape's centre line is fitted (a least-squares circle for the ring; the minimum-area
+    rectangle's border for the frame, plus its midlines for the grid; a segment along the
+    long axis for the line; a 6-point zigzag in the rectangle for the zigzag) and drawn with
+    the stroke's thickness. The score is recall (the stroke's pixels the template covers)
+    times precision (the template's pixels that are stroke or an occluding object), so a
+    ring cut by another stroke still fits the ring.
+    """
     s = mask.shape[0]
-    holes = []
-    if hier is not None:
-        for c, h in zip(contours, hier[0]):
-            if h[3] >= 0 and cv2.contourArea(c) > (0.01 * s) ** 2:
-                holes.append(c)
-    pts = cv2.findNonZero(mask)
-    _, (rw, rh), _ = cv2.minAreaRect(pts)
-    elong = max(rw, rh) / max(min(rw, rh), 1.0)
-    nh = len(holes)
-    scores = {name: 0.05 for name in THIN_SHAPES}
-    if nh >= 3:
-        scores["grid"] = 1.0
-    elif nh >= 1:
-        big = max(holes, key=cv2.contourArea)
-        ha = float(cv2.contourArea(big))
-        hp = max(float(cv2.arcLength(big, True)), 1.0)
-        circ = 4 * math.pi * ha / hp**2
-        _, (hw, hh), _ = cv2.minAreaRect(big)
-        rect_fill = ha / max(hw * hh, 1.0)
-        ring = 1.0 / (1.0 + math.exp(-(circ - 0.83) / 0.03)) * (1.0 if rect_fill < 0.9 else 0.5)
-        scores["ring"] = 0.1 + 0.8 * ring
-        scores["frame"] = 0.1 + 0.8 * (1.0 - ring)
-        scores["grid"] = 0.3 if nh == 2 else 0.1
-    else:
-        line = 1.0 / (1.0 + math.exp(-(elong - 5.0)))
-        scores["line"] = 0.1 + 0.8 * line
-        scores["zigzag"] = 0.1 + 0.8 * (1.0 - line)
-        scores["ring"] = scores["frame"] = 0.1  # an occluder can cut a hollow shape open
-    return scores
+    fg = mask if foreground is None else (mask | foreground)
+    ys, xs = np.nonzero(mask)
+    if len(xs) < 10:
+        return {name: 1.0 / len(THIN_SHAPES) for name in THIN_SHAPES}
+    pts = np.stack([xs, ys], 1).astype(np.float64)
+    depth = float(cv2.distanceTransform(np.pad(mask, 1), cv2.DIST_L2, 3).max())
+    t = max(2.0, 2.0 * depth)  # stroke thickness
+    wide = max(3, int(round(t + 0.012 * s)))
+    thin_t = max(1, int(round(t)))
+    (rcx, rcy), (rw, rh), rang = cv2.minAreaRect(pts.astype(np.float32))
+    long_side, short_side = max(rw, rh), min(rw, rh)
+    theta = math.radians(rang) if rw >= rh else math.radians(rang + 90.0)
+    e1 = np.array([math.cos(theta), math.sin(theta)])
+    e2 = np.array([-e1[1], e1[0]])
+    c = np.array([rcx, rcy])
+    hl, hs = max(long_side - t, 1.0) / 2, max(short_side - t, 0.0) / 2
+
+    def poly(points: list, closed: bool) -> list:
+        return [np.round(np.array(points)).astype(np.int32).reshape(-1, 1, 2)], closed
+
+    sq = [c + hl * e1 + hs * e2, c - hl * e1 + hs * e2, c - hl * e1 - hs * e2, c + hl * e1 - hs * e2]
+    zig_x = np.linspace(-hl, hl, 6)
+    zig_y = np.where(np.arange(6) % 2 == 0, -hs, hs)
+    templates: dict[str, list] = {
+        "frame": [poly(sq, True)],
+        "grid": [poly(sq, True), poly([c + hl * e1, c - hl * e1], False), poly([c + hs * e2, c - hs * e2], False)],
+        "line": [poly([c + hl * e1, c - hl * e1], False)],
+        "zigzag": [poly([c + x * e1 + y * e2 for x, y in zip(zig_x, zig_y)], False)],
+        "zigzag2": [poly([c + x * e1 - y * e2 for x, y in zip(zig_x, zig_y)], False)],
+    }
+    ccx, ccy, cr = _circle_fit(pts[:: max(1, len(pts) // 3000)])
+    scores: dict[str, float] = {}
+    n = float(len(xs))
+    for name in ("ring", *templates):
+        loose = np.zeros_like(mask)
+        tight = np.zeros_like(mask)
+        if name == "ring":
+            if not (0 < cr < s):
+                scores[name] = 0.0
+                continue
+            centre = (int(round(ccx)), int(round(ccy)))
+            cv2.circle(loose, centre, int(round(cr)), 1, wide)
+            cv2.circle(tight, centre, int(round(cr)), 1, thin_t)
+        else:
+            for (p, closed) in templates[name]:
+                cv2.polylines(loose, p, closed, 1, wide)
+                cv2.polylines(tight, p, closed, 1, thin_t)
+        recall = float(loose[ys, xs].sum()) / n
+        t_area = float(tight.sum())
+        precision = float((tight & fg).sum()) / t_area if t_area else 0.0
+        scores[name] = recall * precision
+    scores["zigzag"] = max(scores["zigzag"], scores.pop("zigzag2"))
+    aspect = long_side / max(short_side, 1.0)
+    square = math.exp(-0.5 * (math.log(aspect) / 0.15) ** 2)  # frame and grid have sides 1:1
+    scores["frame"] *= square
+    scores["grid"] *= square
+    if hs < 0.2 * hl:  # a flat zigzag is a line
+        scores["zigzag"] *= 0.5
+    return {name: max(scores[name], 1e-3) for name in THIN_SHAPES}
 
 
 def _radius(mask: npt.NDArray[np.uint8], shape: str, thin: bool) -> float:
@@ -239,7 +309,10 @@ def _split_by_color(
         return [m]
     u = m.shape[0] / 512
     # cluster only interior pixels: the blur and the resize blend the boundary
-    inner = cv2.erode(m, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (_odd((3 if thin else 11) * u),) * 2)).astype(bool)
+    if thin:  # the stroke's core: at least ~2 px from its edge (the resize blends 2 px)
+        inner = cv2.distanceTransform(m, cv2.DIST_L2, 3) >= 2.0 * max(u, 0.5)
+    else:
+        inner = cv2.erode(m, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (_odd(11 * u),) * 2)).astype(bool)
     if inner.sum() < min_area / 2:
         return [m]
     px = smooth[inner]
@@ -247,24 +320,29 @@ def _split_by_color(
     crit = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 20, 0.5)
     cv2.setRNGSeed(0)
     _, _, centres = cv2.kmeans(np.ascontiguousarray(sample), 2, None, crit, 2, cv2.KMEANS_PP_CENTERS)
-    if float(np.linalg.norm(centres[0] - centres[1])) < (11.0 if thin else 9.0):
+    if float(np.linalg.norm(centres[0] - centres[1])) < 8.0:
         return [m]
     lab = np.linalg.norm(px[:, None, :] - centres[None], axis=-1).argmin(1)
+    # coherence: the share of each core pixel's neighbours (same core) with its own label;
+    # one flat object split by noise gives ~0.5, two objects give ~0.9+
+    win = (_odd(9 * u),) * 2
+    ones = np.zeros(m.shape, np.float32)
+    ones[inner] = 1.0
+    first_half = np.zeros(m.shape, np.float32)
+    first_half[inner] = (lab == 0).astype(np.float32)
+    n_all = cv2.boxFilter(ones, -1, win, normalize=False)
+    n_first = cv2.boxFilter(first_half, -1, win, normalize=False)
+    share = n_first[inner] / np.maximum(n_all[inner], 1.0)
+    agree = np.where(lab == 0, share, 1.0 - share)
+    if float(agree.mean()) < 0.8:
+        return [m]
     halves = []
     for k in range(2):
         h = np.zeros_like(m)
-        h[inner] = (lab == k).astype(np.uint8)
-        if thin:  # majority vote along the stroke instead of an opening that would erase it
-            h = (cv2.medianBlur(h * 255, 5) > 0).astype(np.uint8) & inner
-        else:
-            h = cv2.morphologyEx(h, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (_odd(5 * u),) * 2))
-        n, cc, stats, _ = cv2.connectedComponentsWithStats(h, connectivity=8)
-        if n < 2:
+        h[inner] = ((share > 0.5) == (k == 0)).astype(np.uint8)
+        if h.sum() < min_area / 4:
             return [m]
-        big = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
-        if stats[big, cv2.CC_STAT_AREA] < max(min_area / 2, 0.6 * (lab == k).sum()):
-            return [m]
-        halves.append((cc == big).astype(np.uint8))
+        halves.append(h)
     # hand the remaining pixels to the nearest half
     d0 = cv2.distanceTransform(1 - halves[0], cv2.DIST_L2, 3)
     d1 = cv2.distanceTransform(1 - halves[1], cv2.DIST_L2, 3)
@@ -277,9 +355,17 @@ def _split_by_color(
 
 
 def _merge_fragments(
-    smooth: npt.NDArray[np.float32], pieces: list[npt.NDArray[np.uint8]], gap: float
+    smooth: npt.NDArray[np.float32],
+    pieces: list[npt.NDArray[np.uint8]],
+    gap: float,
+    max_color: float,
+    max_radius: Optional[float] = None,
 ) -> list[npt.NDArray[np.uint8]]:
-    """Merge pieces of one colour that share an object's jitter and lie close (an occluder cut them)."""
+    """Merge pieces of one colour that share an object's jitter and lie close (an occluder cut them).
+
+    Pieces merge when their median colours are within ``max_color``, they come within ``gap``
+    pixels of each other and (if given) the union fits in a circle of ``max_radius`` pixels.
+    """
     if len(pieces) < 2:
         return pieces
     cols = [_piece_color(smooth, p) for p in pieces]
@@ -293,12 +379,17 @@ def _merge_fragments(
     for i in range(len(pieces)):
         near = None
         for j in range(i + 1, len(pieces)):
-            if np.linalg.norm(cols[i] - cols[j]) >= 6.0:
+            if np.linalg.norm(cols[i] - cols[j]) >= max_color:
                 continue
             if near is None:  # distance of every pixel to piece i
                 near = cv2.distanceTransform(1 - pieces[i], cv2.DIST_L2, 3)
-            if float(near[pieces[j].astype(bool)].min()) <= gap:
-                parent[root(j)] = root(i)
+            if float(near[pieces[j].astype(bool)].min()) > gap:
+                continue
+            if max_radius is not None:
+                _, r = cv2.minEnclosingCircle(cv2.findNonZero(pieces[i] | pieces[j]))
+                if r > max_radius:
+                    continue
+            parent[root(j)] = root(i)
     groups: dict[int, npt.NDArray[np.uint8]] = {}
     for i, p in enumerate(pieces):
         r = root(i)
@@ -306,18 +397,30 @@ def _merge_fragments(
     return list(groups.values())
 
 
-def find_objects(image: npt.NDArray[np.uint8], thin: Optional[bool] = None) -> list[Candidate]:
-    """Every coloured object in ``image`` (SxSx3 RGB), as :class:`Candidate` records.
+def find_objects(
+    image: npt.NDArray[np.uint8], thin: Optional[bool] = None, work_size: Optional[int] = 512
+) -> list[Candidate]:
+    """Every coloured object in ``image`` (HxWx3 RGB), as :class:`Candidate` records.
 
     ``thin`` says whether objects are thin structures (True), solid (False) or unknown (None:
-    decided per component from its inscribed vs enclosing radius).
+    decided per component from its inscribed vs enclosing radius). The analysis runs on the
+    image resized to ``work_size`` (the resolution its thresholds were tuned at; None keeps
+    the image as it is); the candidates' masks come back at the input resolution.
     """
+    h, w = image.shape[:2]
+    if work_size is not None and (h, w) != (work_size, work_size):
+        interp = cv2.INTER_AREA if max(h, w) > work_size else cv2.INTER_LINEAR
+        found = find_objects(cv2.resize(image, (work_size, work_size), interpolation=interp), thin, None)
+        for c in found:
+            small = cv2.resize(c.mask.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST).astype(bool)
+            c.mask, c.area = small, int(small.sum())
+        return [c for c in found if c.area > 0]
     s = image.shape[0]
     u = s / 512
     labels = color_labels(image)
-    foreground = cv2.dilate((labels >= 0).astype(np.uint8), np.ones((3, 3), np.uint8))
+    foreground = cv2.dilate((labels >= 0).astype(np.uint8), np.ones((_odd(5 * u),) * 2, np.uint8))
     smooth_solid = cv2.blur(image, (_odd(7 * u),) * 2).astype(np.float32)
-    smooth_thin = cv2.blur(image, (3, 3)).astype(np.float32)
+    smooth_thin = cv2.medianBlur(image, 3).astype(np.float32)
     min_area = (0.012 * s) ** 2 * 2.5
     min_depth = (0.003 if thin or thin is None else 0.006) * s
     out: list[Candidate] = []
@@ -338,24 +441,31 @@ def find_objects(image: npt.NDArray[np.uint8], thin: Optional[bool] = None) -> l
                 continue
             is_thin = _is_thin(m, depth, thin)
             smooth = smooth_thin if is_thin else smooth_solid
-            pieces.extend((p, is_thin) for p in _split_by_color(smooth, m, min_area, is_thin))
+            pieces.extend((p, is_thin) for p in _split_by_color(smooth, m, min_area, is_thin) if p.any())
         if not pieces:
             continue
-        merged = _merge_fragments(smooth_thin, [p for p, t in pieces if t], gap=0.25 * s)
-        merged = [(p, True) for p in merged]
-        merged += [(p, False) for p in _merge_fragments(smooth_solid, [p for p, t in pieces if not t], gap=0.25 * s)]
+        thin_pieces = _merge_fragments(smooth_thin, [p for p, t in pieces if t], 0.25 * s, max_color=6.0)
+        # solid look-alike twins must stay apart: a tighter colour match, and the union must
+        # fit the largest drawn shape (a large star's circumradius is 0.23 of the side)
+        solid_pieces = _merge_fragments(
+            smooth_solid, [p for p, t in pieces if not t], 0.25 * s, max_color=5.0, max_radius=0.24 * s
+        )
+        merged = [(p, True) for p in thin_pieces] + [(p, False) for p in solid_pieces]
         for m, is_thin in merged:
             ys, xs = np.nonzero(m)
             if is_thin:
-                # bridge the gaps an occluding stroke cut, so that a cut ring keeps its hole
-                # (and the pixel dropouts along a blurred stroke)
-                wide = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (_odd(0.05 * s),) * 2)
-                narrow = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (_odd(0.012 * s),) * 2)
-                closed = cv2.morphologyEx(m, cv2.MORPH_CLOSE, narrow)
-                closed |= cv2.morphologyEx(m, cv2.MORPH_CLOSE, wide) & foreground
-                scores = thin_shape_scores(closed)
+                # occluders count as template support: a ring cut by a stroke is still a ring
+                scores = thin_shape_scores(m, foreground)
             else:
                 scores = solid_shape_scores(_fill_holes(m))
+                # a bite taken by an occluder looks like a concavity: fill it with the
+                # occluder's pixels inside the hull and trust that if it is then convex
+                contours, _ = cv2.findContours(m, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+                hull = np.zeros_like(m)
+                cv2.fillPoly(hull, [cv2.convexHull(np.concatenate(contours))], 1)
+                filled = _fill_holes(m | (hull & foreground))
+                if filled.sum() > 1.03 * m.sum() and _solidity(filled) > 0.95:
+                    scores = solid_shape_scores(filled)
             shape = max(scores, key=scores.__getitem__)
             out.append(
                 Candidate(
@@ -435,13 +545,13 @@ def target_region(parts: dict, candidates: list[Candidate]) -> Optional[npt.NDAr
 
 
 # ----------------------------------------------------------------------------- the agent
-def _deepest(region: npt.NDArray[np.bool_], exclude: list[tuple[int, int]]) -> tuple[float, int, int]:
-    """(distance, row, col) of the region's pixel farthest from its boundary (image edge counts)."""
-    if not region.any():
-        return 0.0, -1, -1
-    dist = cv2.distanceTransform(np.pad(region.astype(np.uint8), 1), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)[1:-1, 1:-1]
-    for r, c in exclude:
-        dist[r, c] = 0.0
+def _distance(region: npt.NDArray[np.bool_]) -> npt.NDArray[np.float32]:
+    """Distance of each pixel of ``region`` to its boundary, the image edge counting as one."""
+    padded = np.pad(region.astype(np.uint8), 1)
+    return cv2.distanceTransform(padded, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)[1:-1, 1:-1]
+
+
+def _argmax(dist: npt.NDArray[np.float32]) -> tuple[float, int, int]:
     flat = int(np.argmax(dist))
     row, col = divmod(flat, dist.shape[1])
     return float(dist[row, col]), row, col
@@ -451,26 +561,41 @@ def _deepest(region: npt.NDArray[np.bool_], exclude: list[tuple[int, int]]) -> t
 class ScriptedShapesAgent:
     """Reads the procedural expression, finds the object by image processing, clicks on it.
 
+    After the first click (the deepest pixel of the chosen object) it compares the current
+    mask with the object: the error regions ``object & ~mask`` (missed) and ``mask & ~object``
+    (extra) are cleaned of 1-2 px slivers (resize misalignment) and split into connected
+    components; the largest component that is at least ``min_error`` in area and
+    ``min_depth`` deep gets the next click, at its deepest pixel (positive for missed,
+    negative for extra). A negative click keeps ``negative_margin`` away from the object, since
+    the segmenter makes a disk around a negative click sure background and a thin stroke
+    next to it would be cut. STOP when no such component is left.
+
     Args:
-        stop_distance: STOP once no error region is deeper than this many pixels, as a
-            fraction of the observation side (3 px at S=512 for the default).
+        min_error: smallest error component worth a click, as a fraction of the image area.
+        min_depth: smallest depth (pixels from its boundary) of such a component, as a
+            fraction of the side (2 px at S=512).
+        negative_margin: distance a negative click keeps from the object, fraction of the side.
         thin: force thin (True) or solid (False) shape analysis; None decides from the text's
             noun (a thin noun -> thin) and otherwise per component.
     """
 
-    stop_distance: float = 3.0 / 512
+    min_error: float = (0.015) ** 2
+    min_depth: float = 2.0 / 512
+    negative_margin: float = 0.025
     thin: Optional[bool] = None
     needs_gt: bool = False
     parts: Optional[dict] = field(default=None, repr=False)
     candidates: list[Candidate] = field(default_factory=list, repr=False)
+    target: Optional[Candidate] = field(default=None, repr=False)
     region: Optional[npt.NDArray[np.bool_]] = field(default=None, repr=False)
     _clicked: list[tuple[int, int]] = field(default_factory=list, repr=False)
+    _far: Optional[npt.NDArray[np.bool_]] = field(default=None, repr=False)
 
     def reset(self, obs: dict, info: dict) -> None:
         self._clicked = []
-        self.parts, self.candidates, self.region = None, [], None
+        self.parts, self.candidates, self.target, self.region, self._far = None, [], None, None, None
         try:
-            self.parts = parse_expression(obs["text"])
+            self.parts = parse_expression(str(obs["text"]))
         except ValueError:
             return
         thin = self.thin
@@ -479,28 +604,58 @@ class ScriptedShapesAgent:
             thin = True
         elif thin is None and shape in SOLID_SHAPES:
             thin = False
-        self.candidates = find_objects(np.asarray(obs["image"]), thin=thin)
-        region = target_region(self.parts, self.candidates)
-        self.region = None if region is None or not region.any() else region
+        try:
+            self.candidates = find_objects(np.asarray(obs["image"]), thin=thin)
+        except (cv2.error, ValueError) as exc:  # reset is not guarded by the harness: never crash it
+            log.warning("ScriptedShapesAgent: object detection failed (%s); acting invalid", exc)
+            return
+        self.target = select_target(self.parts, self.candidates)
+        if self.target is None or not self.target.mask.any():
+            return
+        region = self.region = self.target.mask
+        s = region.shape[0]
+        outside = cv2.distanceTransform((~region).astype(np.uint8), cv2.DIST_L2, 3)
+        self._far = outside >= self.negative_margin * s
 
     def act(self, obs: dict, info: dict) -> Any:
         if self.region is None:
             return None  # unparsable text or nothing found: an invalid step
-        s = self.region.shape[0]
+        region = self.region
+        h, w = region.shape
+        if not self._clicked:
+            _, row, col = _argmax(_distance(region))
+            return self._click(row, col, True)
         mask = np.asarray(obs["mask"]) > 0
-        if mask.shape != self.region.shape:
-            mask = cv2.resize(mask.astype(np.uint8), self.region.shape[::-1], interpolation=cv2.INTER_NEAREST) > 0
-        fn_d, fn_r, fn_c = _deepest(self.region & ~mask, self._clicked)
-        fp_d, fp_r, fp_c = _deepest(mask & ~self.region, self._clicked)
-        if self._clicked and max(fn_d, fp_d) <= self.stop_distance * s:
-            return STOP
-        positive = fn_d > fp_d or not self._clicked
-        row, col = (fn_r, fn_c) if positive else (fp_r, fp_c)
-        if row < 0:
-            return STOP
+        if mask.shape != region.shape:
+            mask = cv2.resize(mask.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) > 0
+        k3 = np.ones((3, 3), np.uint8)
+        options = []
+        for positive, err in ((True, region & ~mask), (False, mask & ~region)):
+            err = cv2.morphologyEx(err.astype(np.uint8), cv2.MORPH_OPEN, k3)
+            n, lab, stats, _ = cv2.connectedComponentsWithStats(err, connectivity=8)
+            for j in range(1, n):
+                if stats[j, cv2.CC_STAT_AREA] >= self.min_error * h * w:
+                    options.append((int(stats[j, cv2.CC_STAT_AREA]), positive, lab == j))
+        options.sort(key=lambda o: o[0], reverse=True)
+        for _, positive, comp in options:
+            dist = _distance(comp)
+            if dist.max() < self.min_depth * h:
+                continue
+            if not positive:
+                assert self._far is not None
+                dist[~self._far] = 0.0
+            for r, c in self._clicked:
+                dist[r, c] = 0.0
+            d, row, col = _argmax(dist)
+            if d > 0.0:
+                return self._click(row, col, positive)
+        return STOP
+
+    def _click(self, row: int, col: int, positive: bool) -> Click:
+        assert self.region is not None
         self._clicked.append((row, col))
         h, w = self.region.shape
         return Click((col + 0.5) / w, (row + 0.5) / h, positive)
 
 
-__all__ = ["Candidate", "ScriptedShapesAgent", "find_objects", "select_target", "color_labels"]
+__all__ = ["Candidate", "ScriptedShapesAgent", "color_labels", "find_objects", "select_target", "target_region"]
