@@ -13,9 +13,14 @@ shapes; the first shape is the object clicked):
 * ``many_K_looped_s`` / ``many_K_batched_s``: seconds per ``predict_many`` call with K prompt sets
   of the same structure (tree search), looped vs one batched decoder call (grabcut: looped only),
   with the largest fraction of mask pixels that differ between the two;
-* memory: ``peak_rss_delta_mb`` (process RSS sampled every 5 ms during the backend's run, minus
+* memory: ``peak_rss_delta_mb`` (process RSS sampled every 10 ms during the backend's run, minus
   the RSS before it was built: model + activations), ``tracemalloc_peak_mb`` (Python-heap
-  allocations only: torch tensors are not counted there), ``cuda_peak_mb`` on CUDA.
+  allocations during one untimed episode: set_image, C predicts, one predict_many of the
+  largest K; torch tensor storage is not counted there), ``cuda_peak_mb`` on CUDA.
+
+On a CPU shared with other jobs, torch's OpenMP threads contend (measured here: a tiny-SAM decoder
+call took 0.14 s with 1 thread but 1.2 s with 2 threads while other processes kept the load
+at ~4-8): compare backends within one run, and try ``--threads 1`` on a busy machine.
 
 Warm-up (one set_image and a few predicts on a separate image) runs before any timing. Tiny
 models have random weights: their timings are real, their masks are meaningless. Writes a JSON
@@ -58,6 +63,7 @@ class BenchArgs:
     ks: list[int] = field(default_factory=lambda: [1, 4, 8])
     repeats: int = 3
     device: str = "auto"
+    threads: int = 0  # torch intra-op threads; 0 = torch's default (one per core)
     seed: int = 0
     out: str = "results/segmenters.json"
     quick: bool = False
@@ -75,6 +81,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> BenchArgs:
     p.add_argument("--ks", default=",".join(map(str, d.ks)), help="predict_many sizes, comma list")
     p.add_argument("--repeats", type=int, default=d.repeats, help="timed repeats of each predict_many call")
     p.add_argument("--device", default=d.device)
+    p.add_argument("--threads", type=int, default=d.threads, help="torch.set_num_threads (0: torch default)")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--out", default=d.out)
     p.add_argument("--quick", action="store_true", help="1 image, 3 clicks, K=1,4, 1 repeat")
@@ -89,6 +96,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> BenchArgs:
         ks=[int(k) for k in a.ks.split(",") if k],
         repeats=a.repeats,
         device=a.device,
+        threads=a.threads,
         seed=a.seed,
         out=a.out,
         quick=a.quick,
@@ -182,7 +190,7 @@ def backend_factories(args: BenchArgs) -> list[tuple[str, Callable[[], Any]]]:
 class RssSampler:
     """Peak resident set size of this process, sampled every ``interval`` seconds in a thread."""
 
-    def __init__(self, interval: float = 0.005) -> None:
+    def __init__(self, interval: float = 0.01) -> None:
         self.interval, self.peak, self._stop = interval, 0, threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -230,7 +238,6 @@ def bench_backend(name: str, factory: Callable[[], Any], data, args: BenchArgs) 
     rss0 = RssSampler.rss()
     if torch is not None and torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
-    tracemalloc.start()
     rng = np.random.default_rng(args.seed)
     with RssSampler() as sampler:
         t0 = time.perf_counter()
@@ -287,8 +294,18 @@ def bench_backend(name: str, factory: Callable[[], Any], data, args: BenchArgs) 
                     many.setdefault(f"many_{K}_max_pixel_diff", []).append(diff)
             if batchable:
                 seg.batch_many = "auto"
-    _, py_peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
+        # Python-heap peak (tracemalloc slows Python code, so it is off while timing): one
+        # set_image, an episode of predicts and one predict_many of the largest K
+        img, mask = data[0]
+        pts, labels = click_sequence(mask, args.clicks, rng)
+        tracemalloc.start()
+        seg.set_image(img)
+        prev = None
+        for k in range(1, args.clicks + 1):
+            _, prev = seg.predict(pts[:k], labels[:k], None, prev)
+        seg.predict_many([Prompt(pts[:2], labels[:2], None, prev)] * max(args.ks))
+        _, py_peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
     row: dict[str, Any] = {
         "backend": name,
         "device": str(getattr(seg, "device", "cpu")),
@@ -361,6 +378,13 @@ def plot(rows: list[dict], ks: Sequence[int], path: Path) -> None:
 
 def main(argv: Optional[Sequence[str]] = None) -> dict:
     args = parse_args(argv)
+    if args.threads > 0:
+        try:
+            import torch
+
+            torch.set_num_threads(args.threads)
+        except ImportError:
+            pass
     data = synthetic_images(args.images, args.size, args.seed)
     rows = []
     for name, factory in backend_factories(args):

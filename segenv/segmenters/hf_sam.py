@@ -4,8 +4,11 @@ Same protocol and feedback loop as :mod:`segenv.segmenters.sam` (REFERENCE.md se
 step sends all clicks so far, the box if any and the previous chosen low-res logits as
 ``input_masks``; ``multimask_output=True`` and the mask with the best ``iou_scores`` is kept;
 mask = logits > 0. ``predict`` returns ``(mask HxW bool, logits)`` with ``logits`` a **numpy
-float32 array of shape (1, 256, 256)** (the chosen low-res logits; feed them back as
-``prev_logits``). ``last_scores`` holds the chosen masks' predicted IoU.
+float32 array of shape (1, 256, 256)** (the chosen low-res logits, 4x the embedding grid: 256 for
+the real 1024-px models; feed them back as ``prev_logits``, torch tensors accepted too).
+``last_scores`` holds the chosen masks' predicted IoU (one per prompt set of the latest call);
+``encoder_calls`` / ``decoder_calls`` count model calls. A model passed as ``model=`` is moved
+(and, on CUDA, cast to bfloat16) in place.
 
 Loading: only local folders written by ``save_pretrained`` (``config.json`` + weights). The
 class comes from ``config.json``'s ``model_type`` (transformers 5.24 strings):

@@ -15,7 +15,8 @@ with **all clicks so far**, the box if any, and the previous step's chosen low-r
   side (this is what segment-anything's ``apply_coords`` does). Masks come back with
   ``sam.postprocess_masks(lowres, input_size, original_size) > sam.mask_threshold``.
 * ``logits`` returned by ``predict`` are a **numpy float32 array of shape (1, 256, 256)**: the
-  chosen low-res logits (256 = 4 x the 64x64 embedding grid of a 1024 model). Pass them back as
+  chosen low-res logits (256 = 4 x the 64x64 embedding grid of a 1024 model; smaller test
+  models give 4 x their grid). Pass them back as
   ``prev_logits``; torch tensors and (256, 256) / (1, 1, 256, 256) shapes are accepted too.
   ``last_scores`` holds the predicted IoU of the chosen mask(s) of the latest call.
 * ``predict_many``: looped on CPU (one decoder call per prompt set is faster there, TOOLCHAIN.md),
