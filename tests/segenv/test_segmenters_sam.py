@@ -286,3 +286,27 @@ def test_segment_anything_imports_without_torchvision():
     modeling, build_sam = import_segment_anything()
     assert hasattr(modeling, "Sam") and hasattr(build_sam, "sam_model_registry")
     assert os.path.isdir(modeling.__path__[0])
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_env_with_backend_check_env_and_oracle(saved, kind):
+    """Each backend drives the env: gymnasium's checker passes, the oracle runs, and the image
+    encoder runs exactly once per episode (the decoder once per click)."""
+    import gymnasium as gym
+    from gymnasium.utils.env_checker import check_env
+
+    import segenv  # noqa: F401
+    from agents import OracleAgent
+    from segenv.rollout import run_episodes
+
+    spec = f"sam:{saved[kind]}" if kind == "sam" else f"hf:{saved[kind]}"
+    env = gym.make("SegAgent-Shapes-v0", segmenter=spec, segmenter_kwargs={"device": "cpu"}, image_size=64, max_clicks=3,
+                   dataset_kwargs={"image_size": 96})
+    check_env(env.unwrapped)
+    seg = env.unwrapped.segmenter
+    enc0, dec0 = seg.encoder_calls, seg.decoder_calls
+    trajs = run_episodes(OracleAgent(), env, 2, progress=False)
+    steps = sum(len(t.steps) for t in trajs)
+    assert seg.encoder_calls - enc0 == 2
+    assert seg.decoder_calls - dec0 == steps >= 2
+    assert all(0.0 <= t.final_iou <= 1.0 for t in trajs)
