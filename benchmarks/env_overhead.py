@@ -41,6 +41,7 @@ class OverheadArgs:
     hf: list[str] = field(default_factory=list)
     out: str = "results/env_overhead.json"
     seed: int = 0
+    threads: int = 0
 
 
 def backends(args: OverheadArgs) -> list[tuple[str, object]]:
@@ -104,11 +105,16 @@ def parse(argv: Optional[Sequence[str]]) -> OverheadArgs:
     p.add_argument("--hf", action="append", default=[], help="a transformers SAM folder (repeatable)")
     p.add_argument("--out", default=d.out)
     p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--threads", type=int, default=d.threads, help="torch threads (0: torch's default)")
     return OverheadArgs(**vars(p.parse_args(argv)))
 
 
 def main(argv: Optional[Sequence[str]] = None) -> dict:
     args = parse(argv)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     rows = [measure(name, seg, args) for name, seg in backends(args)]
     print(f"{'backend':<14} {'steps':>5} {'segmenter ms':>13} {'env ms':>8} {'env/segmenter':>14} {'encoder/episode':>16}")
     for r in rows:
