@@ -63,7 +63,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> RunArgs:
     p.add_argument("--agent", default=d.agent, help=f"one of {agent_names()}")
     p.add_argument("--env", default=d.env, help="a registered env id, e.g. SegAgent-RefCOCO-v0")
     p.add_argument("--split", default=None, help="dataset split (default: the env id's)")
-    p.add_argument("--episodes", type=int, default=d.episodes)
+    p.add_argument("--episodes", type=int, default=d.episodes, help="0 = the whole split; capped at its size")
     p.add_argument("--max-clicks", type=int, default=d.max_clicks)
     p.add_argument("--noc-max-clicks", type=int, default=None, help="cap for NoC/NoF (default: --max-clicks; RITM uses 20)")
     p.add_argument("--segmenter", default=None, help="grabcut, sam:/path/sam_vit_h.pth, hf:/path/folder")
@@ -80,8 +80,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> RunArgs:
     p.add_argument("--no-progress", dest="progress", action="store_false")
     ns = p.parse_args(argv)
     args = RunArgs(**vars(ns))
-    if args.episodes < 1 or args.max_clicks < 1:
-        p.error("--episodes and --max-clicks must be >= 1")
+    if args.episodes < 0 or args.max_clicks < 1:
+        p.error("--episodes must be >= 0 and --max-clicks >= 1")
     return args
 
 
@@ -146,6 +146,10 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     if not args.resume and episodes_path.exists():
         episodes_path.unlink()
     n = len(base.dataset)
+    if args.episodes == 0 or args.episodes > n:
+        if args.episodes > n:
+            log.warning("--episodes %d > %d samples in the split: running each sample once", args.episodes, n)
+        args.episodes = n
     sheet_rows: list[list[np.ndarray]] = []
     from tqdm.auto import tqdm
 
