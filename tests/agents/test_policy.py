@@ -30,16 +30,6 @@ from segenv.rollout import run_episode  # noqa: E402
 BUILDERS = {"llava": build_tiny_llava, "idefics3": build_tiny_idefics3}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models run ~100x faster on 1 thread than on 2 when the 2 cores are busy (OpenMP
-    threads spin waiting for each other); restore the setting afterwards."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory):
     root = tmp_path_factory.mktemp("tiny_vlms")

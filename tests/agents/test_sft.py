@@ -15,18 +15,8 @@ from agents.training.sft import SFTRunConfig, build_sft_config, train_sft  # noq
 from agents.training.traces import TraceConfig, generate_traces  # noqa: E402
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models run ~100x faster on 1 thread than on 2 when the 2 cores are busy (OpenMP
-    threads spin waiting for each other); restore the setting afterwards."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
-def run(tmp_path_factory, one_thread):
+def run(tmp_path_factory):
     root = tmp_path_factory.mktemp("sft")
     data = generate_traces(
         TraceConfig(

@@ -13,15 +13,6 @@ from agents.registry import DEFAULT_TINY_CHECKPOINT  # noqa: E402
 from benchmarks.run import main  # noqa: E402
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models run far faster on one thread when other work shares the two cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.mark.parametrize("family", ["llava", "idefics3"])
 def test_cli_runs_a_stock_vlm_folder(family, tmp_path):
     from agents.mllm import stock_tiny

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import pickle
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ holds fixtures_real.py
-import fixtures_real as fx  # noqa: E402
+import fixtures_real as fx  # noqa: E402  (tests/, put on sys.path by conftest.py)
 
 from segenv.datasets import DatasetNotFoundError, make_dataset, mask_box  # noqa: E402
 from segenv.datasets.classic import CLASSIC_TEXT  # noqa: E402
@@ -19,12 +17,8 @@ from segenv.datasets.refcoco import decode_segmentation  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def root(tmp_path_factory) -> Path:
-    r = tmp_path_factory.mktemp("data")
-    fx.write_refcoco(r)
-    fx.write_hres(r)
-    fx.write_classic(r)
-    return r
+def root(real_data_root) -> Path:
+    return real_data_root
 
 
 def _check_sample(s) -> None:

@@ -48,17 +48,6 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
     return 1.0 if u == 0 else float(np.logical_and(a, b).sum() / u)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    """One intra-op thread for this module, restored afterwards: on a 2-core machine shared with
-    other jobs, torch's 2 OpenMP threads contend (measured: ~2x slower for this file), while the
-    tests check results, not speed."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory):
     root = tmp_path_factory.mktemp("sam_models")

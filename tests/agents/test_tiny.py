@@ -1,0 +1,174 @@
+"""The tiny pointer-readout VLM: build/save/load through the Auto classes, generate, train a bit."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+import agents.mllm.tiny as T  # noqa: E402  (registers the Auto classes)
+from transformers import AutoModelForImageTextToText, AutoProcessor  # noqa: E402
+
+SMALL = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, pointer_dim=16,
+             cnn_channels=(8, 8, 16), loc_grid=14, image_size=112)
+CHECKPOINT = Path(__file__).resolve().parents[2] / "agents" / "mllm" / "checkpoints" / "tiny"
+ANSWER = re.compile(r"^(Positive|Negative) point: <loc_(\d+)>$")
+
+
+def _messages(text: str) -> list:
+    return [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}]
+
+
+def _inputs(processor, overlay: np.ndarray, text: str):
+    from PIL import Image
+
+    return processor.apply_chat_template(_messages(text), add_generation_prompt=True, tokenize=True, return_dict=True,
+                                         return_tensors="pt", images=[Image.fromarray(overlay)])
+
+
+def _new_text(processor, out, inputs) -> str:
+    new = out[0, inputs["input_ids"].shape[1]:]
+    text = processor.tokenizer.decode(new, skip_special_tokens=False)
+    return text.replace("</s>", "").replace("<pad>", "").strip()
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    return T.build_tiny_vlm(str(tmp_path_factory.mktemp("tiny")), **SMALL)
+
+
+@pytest.fixture(scope="module")
+def loaded(saved):
+    return AutoProcessor.from_pretrained(saved), AutoModelForImageTextToText.from_pretrained(saved)
+
+
+def test_save_load_generate(saved, loaded):
+    processor, model = loaded
+    assert type(model).__name__ == "TinySegForClicks"
+    assert model.config.segagent_coord_format == "loc" and model.config.segagent_loc_grid == 14
+    assert model.config.segagent_prompt_style == "short"
+    overlay = np.random.default_rng(0).integers(0, 255, (224, 224, 3), dtype=np.uint8)
+    inputs = _inputs(processor, overlay, "the small blue circle")
+    ids = inputs["input_ids"][0].tolist()
+    toks = processor.tokenizer.convert_ids_to_tokens(ids)
+    # caption before the image tokens, then the answer marker
+    assert toks[:5] == ["<s>", "the", "small", "blue", "circle"] and toks[-1] == "<ans>"
+    assert toks.count("<image>") == model.config.num_image_tokens == 49
+    out = model.generate(**inputs, max_new_tokens=4, do_sample=False)
+    assert out.shape[1] > inputs["input_ids"].shape[1]
+    assert isinstance(_new_text(processor, out, inputs), str)
+
+
+def test_answer_tokens_roundtrip(loaded):
+    processor, _ = loaded
+    tok = processor.tokenizer
+    ids = tok("Positive point: <loc_195></s>", add_special_tokens=False)["input_ids"]
+    assert len(ids) == 3
+    assert tok.decode(ids, skip_special_tokens=False) == "Positive point: <loc_195></s>"
+    assert T.parse_answer("Negative point: <loc_15>", 14) == pytest.approx((1.5 / 14, 1.5 / 14, False))
+
+
+def test_pointer_logits_shape(loaded):
+    processor, model = loaded
+    overlay = np.zeros((224, 224, 3), np.uint8)
+    inputs = _inputs(processor, overlay, "the red object")
+    with torch.no_grad():
+        out = model(**inputs)
+    b, t = inputs["input_ids"].shape
+    assert out.logits.shape == (b, t, model.config.vocab_size)
+    g2 = model.config.loc_grid ** 2
+    with torch.no_grad():
+        f8, f16 = model.vision(inputs["pixel_values"])
+        h = torch.randn(b, t, model.config.hidden_size)
+        ptr = model.pointer_logits(h, f8, torch.randn(b, model.config.num_image_tokens, model.config.hidden_size))
+    assert f8.shape[-2:] == (14, 14) and f16.shape[-2:] == (7, 7)
+    assert ptr.shape == (b, t, g2)
+
+
+def test_generate_matches_fast_greedy(loaded):
+    from agents.training.train_tiny import Batcher, greedy_answers, prep_image
+
+    processor, model = loaded
+    overlay = np.random.default_rng(1).integers(0, 255, (224, 224, 3), dtype=np.uint8)
+    inputs = _inputs(processor, overlay, "the large white star on the left")
+    out = model.generate(**inputs, max_new_tokens=2, do_sample=False)
+    fast = greedy_answers(model, Batcher(processor, model.config), [prep_image(overlay, 112)],
+                          ["the large white star on the left"], max_new=2)[0]
+    assert _new_text(processor, out, inputs) == fast
+
+
+def test_few_steps_lower_loss():
+    from agents.training.train_tiny import Batcher
+
+    model, processor = T.build_tiny_vlm(None, seed=0, **SMALL)
+    b = Batcher(processor, model.config)
+    rng = np.random.default_rng(0)
+    batch = b.batch(rng.integers(0, 255, (4, 112, 112, 3), dtype=np.uint8), ["the circle", "the red object", "the star", "the blue cross"],
+                    [True, True, False, True], [3, 50, 100, 150])
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(10):
+        loss = model(**batch).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss))
+    assert losses[-1] < 0.7 * losses[0]
+
+
+def test_trl_sft_steps(saved, tmp_path):
+    trl = pytest.importorskip("trl")
+    datasets = pytest.importorskip("datasets")
+    from PIL import Image
+
+    processor = AutoProcessor.from_pretrained(saved)
+    model = AutoModelForImageTextToText.from_pretrained(saved)
+    rng = np.random.default_rng(0)
+    rows = {
+        "images": [[Image.fromarray(rng.integers(0, 255, (224, 224, 3), dtype=np.uint8))] for _ in range(4)],
+        "prompt": [_messages(t) for t in ["the circle", "the red object", "the star", "the cross"]],
+        "completion": [[{"role": "assistant", "content": [{"type": "text", "text": f"Positive point: <loc_{k}>"}]}]
+                       for k in (3, 50, 100, 150)],
+    }
+    ds = datasets.Dataset.from_dict(rows)
+    args = trl.SFTConfig(output_dir=str(tmp_path), per_device_train_batch_size=2, max_steps=2, learning_rate=1e-3,
+                         bf16=False, use_cpu=True, gradient_checkpointing=False, max_length=None, report_to=[],
+                         logging_steps=1, save_strategy="no", remove_unused_columns=False, dataloader_num_workers=0)
+    trainer = trl.SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=processor)
+    # trl patches forward with a fused LM head; it must still see the pointer logits (same loss as ours)
+    from agents.training.train_tiny import Batcher
+
+    batch = Batcher(processor, model.config).batch(rng.integers(0, 255, (2, 112, 112, 3), dtype=np.uint8),
+                                                   ["the circle", "the star"], [True, False], [3, 100])
+    with torch.no_grad():
+        ours = type(model).forward(model, **batch).loss
+        fused = model(**batch, fused_lm_head=True).loss
+    assert float(fused) == pytest.approx(float(ours), rel=1e-4)
+    result = trainer.train()
+    assert np.isfinite(result.training_loss)
+
+
+@pytest.mark.skipif(not (CHECKPOINT / "config.json").exists(), reason="no shipped checkpoint")
+def test_shipped_checkpoint_clicks():
+    import gymnasium as gym
+
+    import segenv  # noqa: F401
+
+    processor = AutoProcessor.from_pretrained(CHECKPOINT)
+    model = AutoModelForImageTextToText.from_pretrained(CHECKPOINT)
+    size = sum(f.stat().st_size for f in CHECKPOINT.iterdir() if f.is_file())
+    assert size < 20e6
+    env = gym.make("SegAgent-Shapes-v0", split="test", max_clicks=5, image_size=224)
+    obs, info = env.reset(seed=0, options={"index": 0})
+    inputs = _inputs(processor, obs["overlay"], obs["text"])
+    out = model.generate(**inputs, max_new_tokens=4, do_sample=False)
+    text = _new_text(processor, out, inputs)
+    m = ANSWER.match(text)
+    assert m, text
+    assert int(m.group(2)) < model.config.segagent_loc_grid ** 2
