@@ -92,7 +92,10 @@ def make_env(args: RunArgs, render: bool = False) -> gym.Env:
             kwargs[key] = value
     if render:
         kwargs["render_mode"] = "rgb_array"
-    return gym.make(args.env, **kwargs)
+    # gymnasium's passive checker breaks on the first step when the first reset raised (it keeps
+    # None as "previous data"), and a corrupt first sample is skipped here, not fatal; the env
+    # itself is checked by check_env in the tests.
+    return gym.make(args.env, disable_env_checker=True, **kwargs)
 
 
 def _load_done(path: Path) -> list[Trajectory]:
@@ -151,6 +154,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
             log.warning("--episodes %d > %d samples in the split: running each sample once", args.episodes, n)
         args.episodes = n
     sheet_rows: list[list[np.ndarray]] = []
+    skipped: list[dict] = []
     from tqdm.auto import tqdm
 
     t_start = time.perf_counter()
@@ -160,11 +164,16 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
             on_step = None
             if k < args.sheet:
                 on_step = lambda obs, rec, info: frames.append(base.render())  # noqa: E731
-            traj = run_episode(agent, env, seed=args.seed + k, index=k % n, on_step=on_step)
+            try:
+                traj = run_episode(agent, env, seed=args.seed + k, index=k % n, on_step=on_step)
+            except (ValueError, OSError) as exc:  # a corrupt sample must not end a long run
+                log.warning("episode %d (sample %d) skipped: %s", k, k % n, exc)
+                skipped.append({"episode": k, "sample_index": k % n, "error": f"{type(exc).__name__}: {exc}"})
+                continue
             trajs.append(traj)
             sink.write(json.dumps(traj.to_dict()) + "\n")
             sink.flush()
-            if k < args.sheet:
+            if k < args.sheet and frames:
                 small = [_thumb(_initial_frame(base, k % n, base.image_size))] + [_thumb(f) for f in frames]
                 labels = [traj.text] + [f"{i + 1}: IoU {s.iou:.2f}" for i, s in enumerate(traj.steps)]
                 sheet_rows.append([caption(f, t) for f, t in zip(small, labels)])
@@ -180,6 +189,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
         "seed": args.seed,
         "model": args.model if args.agent == "mllm" else None,
         **summarize(trajs, args.max_clicks, args.noc_max_clicks),
+        "skipped_episodes": skipped,
         "wall_seconds": wall,
         "args": asdict(args),
     }

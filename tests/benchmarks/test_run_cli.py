@@ -38,3 +38,17 @@ def test_resume_skips_finished_episodes(tmp_path):
     assert lines[:2] == first and s["episodes"] == 4
     fresh = main(args + ["--episodes", "4", "--out", str(tmp_path / "fresh.json")])
     assert fresh["miou_per_click"] == s["miou_per_click"]
+
+
+def test_corrupt_sample_is_skipped_not_fatal(tmp_path, real_data_root):
+    import shutil
+
+    root = tmp_path / "data"
+    shutil.copytree(real_data_root / "DAVIS", root / "DAVIS")
+    first = sorted((root / "DAVIS" / "img").iterdir())[0]
+    first.write_bytes(b"not a jpeg")
+    out = tmp_path / "d.json"
+    s = main(["--agent", "oracle", "--env", "SegAgent-DAVIS-v0", "--data-root", str(root), "--episodes", "0",
+              "--max-clicks", "2", "--image-size", "32", "--out", str(out), "--no-progress"])
+    assert len(s["skipped_episodes"]) == 1 and first.name in s["skipped_episodes"][0]["error"]
+    assert s["episodes"] == len(sorted((root / "DAVIS" / "img").iterdir())) - 1
