@@ -83,20 +83,21 @@ class TinySegConfig(PretrainedConfig):
     def __init__(
         self,
         vocab_size: int = 256,
-        hidden_size: int = 192,
-        num_hidden_layers: int = 4,
+        hidden_size: int = 128,
+        num_hidden_layers: int = 3,
         num_attention_heads: int = 4,
-        intermediate_size: int = 576,
+        intermediate_size: int = 384,
         max_position_embeddings: int = 160,
         image_size: int = 112,
         patch_size: int = 16,
-        cnn_channels: tuple = (32, 64, 128),
-        pointer_dim: int = 128,
+        cnn_channels: tuple = (16, 32, 64),
+        pointer_dim: int = 96,
         loc_grid: int = 14,
         loc_token_offset: int = 0,
         image_token_id: int = 4,
         ans_token_id: int = 5,
         prefix_lm: bool = True,
+        film: bool = True,
         dropout: float = 0.0,
         initializer_range: float = 0.02,
         pad_token_id: int = 3,
@@ -123,6 +124,7 @@ class TinySegConfig(PretrainedConfig):
         self.image_token_id = image_token_id
         self.ans_token_id = ans_token_id
         self.prefix_lm = prefix_lm
+        self.film = film
         self.dropout = dropout
         self.initializer_range = initializer_range
         self.segagent_coord_format = segagent_coord_format
@@ -138,23 +140,35 @@ class TinySegConfig(PretrainedConfig):
 
 # ----------------------------------------------------------------------------- model
 def _conv(cin: int, cout: int, stride: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.GroupNorm(8, cout), nn.GELU())
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.GroupNorm(4, cout), nn.GELU())
 
 
 class TinyVision(nn.Module):
-    """112 px -> stride-8 map (C8 x 14 x 14) and stride-16 map (D x 7 x 7)."""
+    """112 px -> stride-8 map (C8 x 14 x 14) and stride-16 map (D x 7 x 7), optionally FiLM-ed by the text."""
 
     def __init__(self, cfg: TinySegConfig) -> None:
         super().__init__()
         c1, c2, c3 = cfg.cnn_channels
         d = cfg.hidden_size
-        self.s2 = nn.Sequential(_conv(3, c1, 2), _conv(c1, c1, 1))  # /2
-        self.s4 = nn.Sequential(_conv(c1, c2, 2), _conv(c2, c2, 1))  # /4
-        self.s8 = nn.Sequential(_conv(c2, c3, 2), _conv(c3, c3, 1))  # /8
-        self.s16 = nn.Sequential(_conv(c3, d, 2), nn.Conv2d(d, d, 3, 1, 1))  # /16
+        self.s2 = _conv(3, c1, 2)  # /2
+        self.s4 = _conv(c1, c2, 2)  # /4
+        self.s8a = _conv(c2, c3, 2)  # /8
+        self.s8b = _conv(c3, c3, 1)
+        self.s16 = nn.Conv2d(c3, d, 3, 2, 1)  # /16
+        self.film_sizes = [c2, c3, c3]
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        f8 = self.s8(self.s4(self.s2(x)))
+    @staticmethod
+    def _film(x: torch.Tensor, gb: Optional[torch.Tensor]) -> torch.Tensor:
+        if gb is None:
+            return x
+        g, b = gb.chunk(2, dim=-1)
+        return x * (1 + g[:, :, None, None]) + b[:, :, None, None]
+
+    def forward(self, x: torch.Tensor, film: Optional[list] = None) -> tuple[torch.Tensor, torch.Tensor]:
+        film = film or [None, None, None]
+        x = self._film(self.s4(self.s2(x)), film[0])
+        x = self._film(self.s8a(x), film[1])
+        f8 = self._film(self.s8b(x), film[2])
         return f8, self.s16(f8)
 
 
@@ -202,6 +216,20 @@ class TinySegPreTrainedModel(PreTrainedModel):
             nn.init.zeros_(module.bias)
 
 
+class _LogitsBackbone:
+    """What trl's fused LM head sees as the backbone of a patched :class:`TinySegForClicks`."""
+
+    def __init__(self, model: "TinySegForClicks") -> None:
+        self.model = model
+
+    def __call__(self, *args, **kwargs):
+        from types import SimpleNamespace
+
+        kwargs.pop("use_cache", None)
+        out = type(self.model).forward(self.model, *args, **kwargs)
+        return SimpleNamespace(last_hidden_state=out.logits)
+
+
 class TinySegForClicks(TinySegPreTrainedModel, GenerationMixin):
     """Word tokens + CNN image tokens -> prefix-LM transformer -> LM logits with a pointer readout."""
 
@@ -228,10 +256,34 @@ class TinySegForClicks(TinySegPreTrainedModel, GenerationMixin):
         self.key_mix = nn.Sequential(nn.GELU(), nn.Conv2d(p, p, 3, 1, 1))
         self.query = nn.Linear(d, p)
         self.pointer_scale = nn.Parameter(torch.tensor(1.0))
+        if config.film:  # text -> FiLM of the CNN stages (attention pooling over caption tokens)
+            self.film_pool = nn.Linear(d, 1)
+            self.film_in = nn.Sequential(nn.Linear(d, d), nn.GELU())
+            self.film_out = nn.Linear(d, 2 * sum(self.vision.film_sizes))
         self.post_init()
         with torch.no_grad():
             nn.init.normal_(self.img_pos, 0.0, 0.02)
             nn.init.normal_(self.key_pos, 0.0, 0.02)
+            if config.film:
+                nn.init.zeros_(self.film_out.weight)
+                nn.init.zeros_(self.film_out.bias)
+
+    def _film_params(self, input_ids: torch.Tensor, x: torch.Tensor, attention_mask: torch.Tensor) -> Optional[list]:
+        """Per-sample FiLM (gamma, beta) for the CNN stages from the caption tokens (those before <image>)."""
+        if not self.config.film:
+            return None
+        cfg = self.config
+        is_img = input_ids == cfg.image_token_id
+        t = input_ids.shape[1]
+        ar = torch.arange(t, device=input_ids.device)
+        first_img = torch.where(is_img.any(1), is_img.float().argmax(1), torch.full_like(input_ids[:, 0], t))
+        text = (ar[None] < first_img[:, None]) & attention_mask.bool() & (input_ids != cfg.bos_token_id)
+        text = text & (input_ids != cfg.pad_token_id)
+        w = self.film_pool(x).squeeze(-1).masked_fill(~text, -1e4)
+        w = torch.softmax(w, dim=1) * text.any(1, keepdim=True)
+        pooled = torch.einsum("bt,btd->bd", w, self.film_in(x))
+        out = self.film_out(pooled)
+        return list(out.split([2 * c for c in self.vision.film_sizes], dim=-1))
 
     # -- embeddings API used by transformers / trl
     def get_input_embeddings(self) -> nn.Embedding:
@@ -241,7 +293,23 @@ class TinySegForClicks(TinySegPreTrainedModel, GenerationMixin):
         self.embed_tokens = value
 
     def get_output_embeddings(self) -> nn.Linear:
+        if "forward" in self.__dict__:  # trl's fused LM head patched this instance: see ``base_model``
+            v = self.config.vocab_size
+            eye = nn.Linear(v, v, bias=False).to(self.lm_head.weight.device)
+            with torch.no_grad():
+                eye.weight.copy_(torch.eye(v))
+            return eye.requires_grad_(False)
         return self.lm_head
+
+    @property
+    def base_model(self):
+        """trl >= 1.16 patches ``forward`` with a *fused LM head*: it runs ``base_model`` for hidden states and
+        multiplies them by ``get_output_embeddings().weight``, which would bypass the pointer readout. Once
+        patched, the "backbone" returns the full logits (pointer rows included) as its hidden states and the
+        output embedding is the identity, so trl's loss/metrics are exactly those of our logits."""
+        if "forward" in self.__dict__:
+            return _LogitsBackbone(self)
+        return self
 
     def set_output_embeddings(self, value: nn.Linear) -> None:
         self.lm_head = value
@@ -298,7 +366,7 @@ class TinySegForClicks(TinySegPreTrainedModel, GenerationMixin):
             pixel_values = pixel_values.to(x.dtype)
             if pixel_values.shape[0] != b:
                 raise ValueError(f"expected one image per sequence, got {pixel_values.shape[0]} images for {b} sequences")
-            f8, f16 = self.vision(pixel_values)
+            f8, f16 = self.vision(pixel_values, self._film_params(input_ids, x, attention_mask))
             img_tok = f16.flatten(2).transpose(1, 2) + self.img_pos  # (B, N, D)
             counts = img_pos.sum(1)
             if not bool((counts == n_img).all()):
