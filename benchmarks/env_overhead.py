@@ -29,7 +29,7 @@ import numpy as np
 
 import segenv  # noqa: F401
 from agents.oracle import OracleAgent
-from segenv.rollout import STOP, strip_gt
+from segenv.rollout import STOP
 
 
 @dataclass

@@ -12,7 +12,7 @@ import numpy.typing as npt
 from gymnasium import spaces
 
 from . import render as R
-from .actions import Action, BoxPrompt, Click, parse_action
+from .actions import Action, BoxPrompt, parse_action
 from .datasets import Dataset, Sample, make_dataset
 from .metrics import intersection_union
 from .segmenters import Segmenter, make_segmenter

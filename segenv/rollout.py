@@ -16,11 +16,11 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Iterable, Optional, Protocol, Sequence
+from typing import Any, Callable, Optional, Protocol, Sequence
 
 import numpy as np
 
-from .actions import BoxPrompt, Click, action_to_array, parse_action
+from .actions import action_to_array, parse_action
 from .env import INVALID
 
 log = logging.getLogger(__name__)

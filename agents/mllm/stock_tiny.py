@@ -109,7 +109,6 @@ def build_tiny_llava(
     from transformers import (
         CLIPImageProcessorPil,
         CLIPVisionConfig,
-        LlamaConfig,
         LlavaConfig,
         LlavaForConditionalGeneration,
         LlavaProcessor,
@@ -140,18 +139,7 @@ def build_tiny_llava(
         patch_size=patch_size,
         projection_dim=hidden_size,
     )
-    text = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=hidden_size,
-        intermediate_size=hidden_size * 2,
-        num_hidden_layers=num_layers,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=2048,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
+    text = _tiny_llama_config(tokenizer, hidden_size, num_layers, tokenizer.eos_token_id)
     config = LlavaConfig(
         vision_config=vision,
         text_config=text,
@@ -166,6 +154,24 @@ def build_tiny_llava(
     model.save_pretrained(path)
     processor.save_pretrained(path)
     return path
+
+
+def _tiny_llama_config(tokenizer, hidden_size: int, num_layers: int, eos_token_id: int):
+    """The small Llama text model both tiny layouts share."""
+    from transformers import LlamaConfig
+
+    return LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden_size,
+        intermediate_size=hidden_size * 2,
+        num_hidden_layers=num_layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=2048,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
 
 
 def build_tiny_idefics3(
@@ -190,7 +196,6 @@ def build_tiny_idefics3(
         Idefics3ImageProcessorPil,
         Idefics3Processor,
         Idefics3VisionConfig,
-        LlamaConfig,
     )
 
     path = Path(path)
@@ -219,18 +224,7 @@ def build_tiny_idefics3(
         image_size=image_size,
         patch_size=patch_size,
     )
-    text = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=hidden_size,
-        intermediate_size=hidden_size * 2,
-        num_hidden_layers=num_layers,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=2048,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.convert_tokens_to_ids(eot),
-        pad_token_id=tokenizer.pad_token_id,
-    )
+    text = _tiny_llama_config(tokenizer, hidden_size, num_layers, tokenizer.convert_tokens_to_ids(eot))
     config = Idefics3Config(
         vision_config=vision,
         text_config=text,

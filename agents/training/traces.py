@@ -371,7 +371,6 @@ def generate_traces(config: TraceConfig) -> Path:
     indices = shard_indices(config, len(probe.unwrapped.dataset))
     chunks = [indices[k : k + config.chunk_size] for k in range(0, len(indices), config.chunk_size)]
     done = [sdir / f"chunk-{c:05d}" for c in range(len(chunks))]
-    wrote_any = False
     todo = sum(len(ch) for ch, d in zip(chunks, done) if not d.exists())
     desc = f"traces shard {config.shard}/{config.num_shards}"
     with tqdm(total=len(indices), initial=len(indices) - todo, desc=desc, disable=not config.progress) as bar:
@@ -388,7 +387,6 @@ def generate_traces(config: TraceConfig) -> Path:
                 bar.update(1)
             with _quiet_datasets():
                 _write_chunk(final, rows, images, chunk)
-            wrote_any = True
     for env in envs.values():
         env.close()
     _atomic_write_json(sdir / "DONE.json", {"chunks": len(chunks), "samples": len(indices)})

@@ -28,8 +28,7 @@ import os
 import random
 import sys
 import time
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import asdict, dataclass
 from typing import Optional
 
 import numpy as np
