@@ -92,7 +92,7 @@ def strip_gt(info: dict) -> dict:
 def _to_record(action: Any) -> Optional[list[float]]:
     if action is None or action is INVALID:
         return None
-    return action_to_array(parse_action(action)).astype(float).tolist()
+    return action_to_array(action).astype(float).tolist()
 
 
 def run_episode(
@@ -134,6 +134,8 @@ def run_episode(
             traj.stopped = True
             break
         try:
+            if action is not None and action is not INVALID:
+                action = parse_action(action)  # once here; the env takes the typed action as is
             record_action = _to_record(action)
             next_obs, reward, terminated, truncated, info = env.step(action)
         except ValueError as exc:  # malformed action: the env changed nothing; count it invalid
