@@ -79,7 +79,8 @@ def test_grabcut_one_click_segments_a_flat_object():
     seg.set_image(s.image)
     x, y = _centre(s.mask)
     mask, logits = seg.predict(np.array([[x, y]], np.float32), np.array([1]))
-    assert logits is None and mask.shape == s.mask.shape and mask.dtype == bool
+    assert mask.shape == s.mask.shape and mask.dtype == bool
+    assert logits.dtype == bool and logits.shape == (224, 224)  # the working-size mask, fed back next step
     inter, union = (mask & s.mask).sum(), (mask | s.mask).sum()
     assert inter / union > 0.8
     # deterministic (GrabCut's k-means is seeded) and predict_many equals looped predicts
