@@ -14,6 +14,13 @@ def _build_sam(**kwargs) -> Segmenter:
     return SamSegmenter(**kwargs)
 
 
+@register_segmenter("clicknet")
+def _build_clicknet(**kwargs) -> Segmenter:
+    from .clicknet import ClickNetSegmenter
+
+    return ClickNetSegmenter(**kwargs)
+
+
 @register_segmenter("hf")
 def _build_hf(**kwargs) -> Segmenter:
     from .hf_sam import HFSamSegmenter
