@@ -33,9 +33,21 @@ class PixelClick:
 
 
 def padded_distance(mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.float32]:
-    """Exact L2 distance to the nearest zero pixel, treating outside the image as zero."""
+    """Exact L2 distance to the nearest zero pixel, treating outside the image as zero.
+
+    OpenCV's IPP ``distanceTransform`` is not deterministic at ties (0.05% of RITM clicks
+    differed between runs), so IPP is switched off for this call only and restored after:
+    the same masks give the same click in every run and process.
+    """
     padded = np.pad(mask.astype(np.uint8), 1, mode="constant")
-    dist = cv2.distanceTransform(padded, cv2.DIST_L2, 0)
+    ipp = cv2.ipp.useIPP()
+    if ipp:
+        cv2.ipp.setUseIPP(False)
+    try:
+        dist = cv2.distanceTransform(padded, cv2.DIST_L2, 0)
+    finally:
+        if ipp:
+            cv2.ipp.setUseIPP(True)
     return dist[1:-1, 1:-1]
 
 

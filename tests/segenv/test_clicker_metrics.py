@@ -102,3 +102,30 @@ def test_oracle_click_lands_on_an_error_pixel(seed):
     else:
         assert gt[c.row, c.col] != pred[c.row, c.col]
         assert c.positive == bool(gt[c.row, c.col])
+
+
+def test_clicker_runs_without_ipp_and_restores_it():
+    """The distance transform runs with OpenCV's IPP off (non-deterministic at ties) and leaves the setting as it was."""
+    import cv2
+
+    from segenv import clicker
+
+    calls = []
+    real = cv2.distanceTransform
+
+    def spy(*args, **kwargs):
+        calls.append(cv2.ipp.useIPP())
+        return real(*args, **kwargs)
+
+    before = cv2.ipp.useIPP()
+    cv2.ipp.setUseIPP(True)
+    try:
+        cv2.distanceTransform = spy
+        gt = np.zeros((20, 20), bool)
+        gt[5:15, 5:15] = True
+        assert clicker.next_click(gt, np.zeros_like(gt)) is not None
+        assert calls and not any(calls)
+        assert cv2.ipp.useIPP()
+    finally:
+        cv2.distanceTransform = real
+        cv2.ipp.setUseIPP(before)
