@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 import segenv  # noqa: F401  (registers the env ids)
-from agents.scripted import ScriptedShapesAgent, find_objects, select_target
+from agents.scripted import ScriptedShapesAgent, select_target
+from agents.shape_detection import find_objects
 from segenv import render as R
 from segenv.datasets.shapes import ShapesDataset, ShapeSpec, draw_shape, parse_expression
 from segenv.rollout import STOP, run_episodes
