@@ -2,14 +2,14 @@
 image-text-to-text checkpoint (``policy``), tiny stock checkpoints for tests (``stock_tiny``).
 
 ``policy`` imports torch/transformers only when a model loads, so this import stays light.
-Names of ``agents.mllm.tiny`` (the tiny pointer VLM, written separately) are re-exported lazily
-when that module exists: ``from agents.mllm import X`` imports it on first use.
+The tiny pointer VLM (``tiny``: config and model; ``tiny_build``: tokenizer, processor, builder)
+needs torch, so its names are re-exported lazily: ``from agents.mllm import build_tiny_vlm``
+imports it on first use.
 """
 
 from __future__ import annotations
 
 import importlib
-import importlib.util
 from typing import Any
 
 from .policy import (
@@ -50,17 +50,17 @@ __all__ = [
 ]
 
 
-def _tiny_module():
-    if importlib.util.find_spec(f"{__name__}.tiny") is None:
-        return None
-    return importlib.import_module(f"{__name__}.tiny")
+_LAZY = {
+    "TinySegConfig": "tiny",
+    "TinySegForClicks": "tiny",
+    "build_processor": "tiny_build",
+    "build_tiny_vlm": "tiny_build",
+    "build_tokenizer": "tiny_build",
+}
 
 
 def __getattr__(name: str) -> Any:
-    """``from .tiny import ...`` on demand, only if ``agents/mllm/tiny.py`` exists."""
-    if name.startswith("__"):
-        raise AttributeError(name)
-    tiny = _tiny_module()
-    if tiny is not None and name in getattr(tiny, "__all__", [n for n in dir(tiny) if not n.startswith("_")]):
-        return getattr(tiny, name)
+    """The tiny VLM's names, imported on first use (they need torch)."""
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -418,7 +418,7 @@ def load_data(path: str) -> Optional[dict]:
 def train(cfg: TrainConfig) -> dict:
     import torch
 
-    import agents.mllm.tiny as T
+    from agents.mllm.tiny_build import build_tiny_vlm
 
     torch.set_num_threads(cfg.threads)
     random.seed(cfg.seed)
@@ -430,7 +430,7 @@ def train(cfg: TrainConfig) -> dict:
         processor = AutoProcessor.from_pretrained(cfg.init_from)
         model = AutoModelForImageTextToText.from_pretrained(cfg.init_from, dtype=torch.float32)
     else:
-        model, processor = T.build_tiny_vlm(
+        model, processor = build_tiny_vlm(
             None, seed=cfg.seed, loc_grid=cfg.loc_grid, image_size=cfg.image_size, hidden_size=cfg.hidden_size,
             num_hidden_layers=cfg.num_hidden_layers, num_attention_heads=cfg.num_attention_heads,
             intermediate_size=cfg.intermediate_size, pointer_dim=cfg.pointer_dim, prefix_lm=cfg.prefix_lm, film=cfg.film,

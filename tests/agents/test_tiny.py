@@ -13,6 +13,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 import agents.mllm.tiny as T  # noqa: E402  (registers the Auto classes)
+from agents.mllm.tiny_build import build_tiny_vlm  # noqa: E402
 from transformers import AutoModelForImageTextToText, AutoProcessor  # noqa: E402
 
 SMALL = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, pointer_dim=16,
@@ -40,7 +41,7 @@ def _new_text(processor, out, inputs) -> str:
 
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory):
-    return T.build_tiny_vlm(str(tmp_path_factory.mktemp("tiny")), **SMALL)
+    return build_tiny_vlm(str(tmp_path_factory.mktemp("tiny")), **SMALL)
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +107,7 @@ def test_generate_matches_fast_greedy(loaded):
 def test_few_steps_lower_loss():
     from agents.training.train_tiny import Batcher
 
-    model, processor = T.build_tiny_vlm(None, seed=0, **SMALL)
+    model, processor = build_tiny_vlm(None, seed=0, **SMALL)
     b = Batcher(processor, model.config)
     rng = np.random.default_rng(0)
     batch = b.batch(rng.integers(0, 255, (4, 112, 112, 3), dtype=np.uint8), ["the circle", "the red object", "the star", "the blue cross"],
