@@ -5,7 +5,7 @@
     segagent traces --episodes 2000 --out runs/traces            # D_traj from the oracle
     torchrun --nproc_per_node 2 -m agents.cli traces --out ...    # one shard per rank, merged at the end
     segagent train sft --model ckpt/tiny --data runs/traces --out runs/sft --steps 200
-    segagent bench --agent oracle --env SegAgent-Shapes-v0 ...    # forwarded to benchmarks.run
+    segagent bench --agent oracle --env SegAgent-Shapes-v0 ...    # agents.evaluate (= benchmarks/run.py)
 
 Each subcommand only parses flags into a config dataclass and calls the library function
 (:func:`agents.training.traces.generate_traces`, :func:`agents.training.sft.train_sft`).
@@ -91,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     sft.add_argument("--seed", type=int, default=0)
     sft.add_argument("--sft-kwargs", type=_json_dict, default={}, help="extra trl.SFTConfig fields as JSON")
 
-    sub.add_parser("bench", help="run benchmarks (arguments go to benchmarks.run)", add_help=False)
+    sub.add_parser("bench", help="evaluate an agent (arguments go to agents.evaluate, as benchmarks/run.py)", add_help=False)
     return parser
 
 
@@ -184,20 +184,15 @@ def _format_with_model_defaults(model_path: str, overrides: dict, action_format_
 
 
 def _cmd_bench(rest: Sequence[str]) -> int:
-    try:
-        from benchmarks.run import main as bench_main
-    except ModuleNotFoundError as exc:
-        if exc.name in ("benchmarks", "benchmarks.run"):
-            print("segagent bench: the benchmarks package is not installed with this copy of segagent", file=sys.stderr)
-            return 2
-        raise
+    from agents.evaluate import main as bench_main
+
     result = bench_main(list(rest))
     return int(result) if isinstance(result, int) else 0
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "bench":  # everything after `bench` belongs to benchmarks.run
+    if argv and argv[0] == "bench":  # everything after `bench` belongs to agents.evaluate
         return _cmd_bench(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)

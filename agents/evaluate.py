@@ -1,0 +1,235 @@
+"""The evaluation core: roll any agent out on any env id and report the paper's numbers.
+
+What ``benchmarks/run.py`` and ``segagent bench`` both call (moved here from
+``benchmarks/run.py`` so the package never imports ``benchmarks``)::
+
+    python benchmarks/run.py --agent oracle --env SegAgent-Shapes-v0 --episodes 100 --max-clicks 5
+
+Prints a table, shows a progress bar, appends every finished episode to ``OUT.episodes.jsonl``
+as it goes (``--resume`` continues an interrupted run without redoing those episodes), and
+writes ``OUT`` (JSON summary: agent, env, split, segmenter, episodes, miou, ciou,
+miou_per_click, noc85, noc90, nof90, invalid_step_rate, seconds_per_click,
+env_overhead_fraction, ...) with ``OUT.png`` (mIoU against clicks) and, with ``--sheet N``, a
+trajectory sheet of the first N episodes (``OUT.sheet.png``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Optional, Sequence
+
+import gymnasium as gym
+import numpy as np
+
+import segenv  # noqa: F401  (registers the env ids)
+from agents.registry import agent_names, make_agent
+from segenv.render import caption, image_sheet
+from segenv.rollout import StepRecord, Trajectory, run_episode, summarize
+
+log = logging.getLogger("segagent.bench")
+
+
+@dataclass
+class RunArgs:
+    agent: str = "oracle"
+    env: str = "SegAgent-Shapes-v0"
+    split: Optional[str] = None
+    episodes: int = 50
+    max_clicks: int = 5
+    noc_max_clicks: Optional[int] = None
+    segmenter: Optional[str] = None
+    seed: int = 0
+    out: Optional[str] = None
+    model: Optional[str] = None
+    temperature: float = 0.0
+    initial_state: str = "empty"
+    image_size: Optional[int] = None
+    target_iou: Optional[float] = None
+    data_root: Optional[str] = None
+    sheet: int = 0
+    resume: bool = False
+    progress: bool = True
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> RunArgs:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    d = RunArgs()
+    p.add_argument("--agent", default=d.agent, help=f"one of {agent_names()}")
+    p.add_argument("--env", default=d.env, help="a registered env id, e.g. SegAgent-RefCOCO-v0")
+    p.add_argument("--split", default=None, help="dataset split (default: the env id's)")
+    p.add_argument("--episodes", type=int, default=d.episodes, help="0 = the whole split; capped at its size")
+    p.add_argument("--max-clicks", type=int, default=d.max_clicks)
+    p.add_argument("--noc-max-clicks", type=int, default=None, help="cap for NoC/NoF (default: --max-clicks; RITM uses 20)")
+    p.add_argument("--segmenter", default=None, help="grabcut, sam:/path/sam_vit_h.pth, hf:/path/folder")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--out", default=None, help="summary JSON path (default results/<agent>-<env>.json)")
+    p.add_argument("--model", default=None, help="mllm: a local checkpoint folder (default: the shipped tiny model)")
+    p.add_argument("--temperature", type=float, default=d.temperature, help="mllm: 0 = greedy")
+    p.add_argument("--initial-state", default=d.initial_state, choices=["empty", "box", "points"])
+    p.add_argument("--image-size", type=int, default=None, help="observation size S (default 512)")
+    p.add_argument("--target-iou", type=float, default=None, help="end an episode once IoU reaches this")
+    p.add_argument("--data-root", default=None, help="dataset root (default $SEGAGENT_DATA)")
+    p.add_argument("--sheet", type=int, default=0, help="save a trajectory sheet of the first N episodes")
+    p.add_argument("--resume", action="store_true", help="skip episodes already in OUT.episodes.jsonl")
+    p.add_argument("--no-progress", dest="progress", action="store_false")
+    ns = p.parse_args(argv)
+    args = RunArgs(**vars(ns))
+    if args.episodes < 0 or args.max_clicks < 1:
+        p.error("--episodes must be >= 0 and --max-clicks >= 1")
+    return args
+
+
+def make_env(args: RunArgs, render: bool = False) -> gym.Env:
+    kwargs: dict = {"max_clicks": args.max_clicks, "initial_state": args.initial_state, "target_iou": args.target_iou}
+    for key, value in (("split", args.split), ("segmenter", args.segmenter), ("image_size", args.image_size), ("data_root", args.data_root)):
+        if value is not None:
+            kwargs[key] = value
+    if render:
+        kwargs["render_mode"] = "rgb_array"
+    # gymnasium's passive checker breaks on the first step when the first reset raised (it keeps
+    # None as "previous data"), and a corrupt first sample is skipped here, not fatal; the env
+    # itself is checked by check_env in the tests.
+    return gym.make(args.env, disable_env_checker=True, **kwargs)
+
+
+def _load_done(path: Path) -> list[Trajectory]:
+    done = []
+    if not path.exists():
+        return done
+    for line in path.read_text().splitlines():
+        try:
+            d = json.loads(line)
+        except json.JSONDecodeError:  # a line cut by a kill: drop it, the episode is redone
+            break
+        d.pop("ious", None)
+        d["steps"] = [StepRecord(**s) for s in d["steps"]]
+        done.append(Trajectory(**d))
+    return done
+
+
+def plot_curve(summary: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ks = np.arange(1, len(summary["miou_per_click"]) + 1)
+    fig, ax = plt.subplots(figsize=(5, 3.4))
+    ax.plot(ks, summary["miou_per_click"], "o-", label="mIoU after click k")
+    ax.plot(ks, summary["best_iou_per_click"], "--", alpha=0.7, label="best IoU so far")
+    ax.set_xlabel("click")
+    ax.set_ylabel("mIoU")
+    ax.set_ylim(0, 1)
+    ax.set_xticks(ks)
+    ax.grid(alpha=0.3)
+    ax.set_title(f"{summary['agent']} on {summary['env']} ({summary['segmenter']})", fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> dict:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    args = parse_args(argv)
+    out = Path(args.out or f"results/{args.agent}-{args.env}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    episodes_path = out.with_suffix(".episodes.jsonl")
+    env = make_env(args, render=args.sheet > 0)
+    base = env.unwrapped
+    agent = make_agent(args.agent, seed=args.seed, model=args.model, temperature=args.temperature)
+
+    trajs = _load_done(episodes_path) if args.resume else []
+    if not args.resume and episodes_path.exists():
+        episodes_path.unlink()
+    n = len(base.dataset)
+    if args.episodes == 0 or args.episodes > n:
+        if args.episodes > n:
+            log.warning("--episodes %d > %d samples in the split: running each sample once", args.episodes, n)
+        args.episodes = n
+    sheet_rows: list[list[np.ndarray]] = []
+    skipped: list[dict] = []
+    from tqdm.auto import tqdm
+
+    t_start = time.perf_counter()
+    with episodes_path.open("a") as sink:
+        for k in tqdm(range(len(trajs), args.episodes), desc=f"{args.agent} on {args.env}", disable=not args.progress):
+            frames: list[np.ndarray] = []
+            on_step = None
+            if k < args.sheet:
+                on_step = lambda obs, rec, info: frames.append(base.render())  # noqa: E731
+            try:
+                traj = run_episode(agent, env, seed=args.seed + k, index=k % n, on_step=on_step)
+            except (ValueError, OSError) as exc:  # a corrupt sample must not end a long run
+                log.warning("episode %d (sample %d) skipped: %s", k, k % n, exc)
+                skipped.append({"episode": k, "sample_index": k % n, "error": f"{type(exc).__name__}: {exc}"})
+                continue
+            trajs.append(traj)
+            sink.write(json.dumps(traj.to_dict()) + "\n")
+            sink.flush()
+            if k < args.sheet and frames:
+                small = [_thumb(_initial_frame(base, k % n, base.image_size))] + [_thumb(f) for f in frames]
+                labels = [traj.text] + [f"{i + 1}: IoU {s.iou:.2f}" for i, s in enumerate(traj.steps)]
+                sheet_rows.append([caption(f, t) for f, t in zip(small, labels)])
+    wall = time.perf_counter() - t_start
+
+    summary = {
+        "agent": args.agent,
+        "env": args.env,
+        "split": getattr(base.dataset, "split", args.split),
+        "segmenter": getattr(base.segmenter, "name", str(args.segmenter)),
+        "max_clicks": args.max_clicks,
+        "initial_state": args.initial_state,
+        "seed": args.seed,
+        "model": args.model if args.agent == "mllm" else None,
+        **summarize(trajs, args.max_clicks, args.noc_max_clicks),
+        "skipped_episodes": skipped,
+        "wall_seconds": wall,
+        "args": asdict(args),
+    }
+    out.write_text(json.dumps(summary, indent=2))
+    plot_curve(summary, out.with_suffix(".png"))
+    if sheet_rows:
+        import cv2
+
+        cv2.imwrite(str(out.with_suffix(".sheet.png")), cv2.cvtColor(image_sheet(sheet_rows), cv2.COLOR_RGB2BGR))
+    print(format_table(summary))
+    print(f"wrote {out}, {out.with_suffix('.png')}, {episodes_path}")
+    env.close()
+    return summary
+
+
+def _initial_frame(base, index: int, size: int) -> np.ndarray:
+    from segenv.render import resize_image
+
+    return resize_image(base.dataset[index].image, size)
+
+
+def _thumb(frame: np.ndarray, size: int = 192) -> np.ndarray:
+    import cv2
+
+    return cv2.resize(frame, (size, size), interpolation=cv2.INTER_AREA)
+
+
+def format_table(s: dict) -> str:
+    curve = " ".join(f"{v:.3f}" for v in s["miou_per_click"])
+    rows = [
+        ("agent / env", f"{s['agent']} / {s['env']} [{s['split']}] / {s['segmenter']}"),
+        ("episodes, steps", f"{s['episodes']}, {s['steps']}"),
+        ("mIoU, cIoU", f"{s['miou']:.4f}, {s['ciou']:.4f}"),
+        ("mIoU per click", curve),
+        ("NoC@85, NoC@90, NoF@90", f"{s['noc85']:.2f}, {s['noc90']:.2f}, {s['nof90']} (max {s['noc_max_clicks']})"),
+        ("first-click hit rate", f"{s['first_click_hit_rate']:.3f}"),
+        ("invalid step rate", f"{s['invalid_step_rate']:.3f}"),
+        ("s per click (agent/seg/env)", f"{s['seconds_per_click']:.4f} ({s['agent_seconds_per_click']:.4f}/{s['segmenter_seconds_per_click']:.4f}/{s['env_seconds_per_click']:.4f})"),
+        ("env overhead fraction", f"{s['env_overhead_fraction']:.3f}"),
+    ]
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
