@@ -6,9 +6,9 @@ lazily inside their segmenter backend, so this import needs no torch.
 
 from gymnasium.envs.registration import register, registry
 
-from .actions import BoxPrompt, Click, parse_action
+from .actions import INVALID, BoxPrompt, Click, parse_action
 from .datasets import DatasetNotFoundError, Sample, make_dataset
-from .env import INVALID, SegEnv
+from .env import SegEnv
 from .segmenters import make_segmenter
 
 __version__ = "0.1.0"

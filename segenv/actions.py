@@ -126,3 +126,13 @@ def action_to_array(action: Action) -> npt.NDArray[np.float32]:
     if isinstance(action, BoxPrompt):
         return np.array([KIND_BOX, action.x0, action.y0, action.x1, action.y1], np.float32)
     return np.array([int(action.positive), action.x, action.y, 0.0, 0.0], np.float32)
+
+
+class _Invalid:
+    """Marker action: the agent produced no usable action this step (e.g. unparsable text)."""
+
+    def __repr__(self) -> str:
+        return "INVALID"
+
+
+INVALID = _Invalid()

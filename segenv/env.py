@@ -12,10 +12,12 @@ import numpy.typing as npt
 from gymnasium import spaces
 
 from . import render as R
-from .actions import Action, BoxPrompt, parse_action
+from .actions import INVALID, Action, BoxPrompt, parse_action
 from .datasets import Dataset, Sample, make_dataset
 from .metrics import intersection_union
 from .segmenters import Segmenter, make_segmenter
+
+__all__ = ["INVALID", "SegEnv"]  # INVALID lives in segenv.actions; re-exported for older imports
 
 TEXT_CHARSET = string.printable
 TEXT_MAX_LENGTH = 512
@@ -313,12 +315,3 @@ class SegEnv(gym.Env):
             plt.close(self._figure)
             self._figure = None
 
-
-class _Invalid:
-    """Marker action: the agent produced no usable action this step (e.g. unparsable text)."""
-
-    def __repr__(self) -> str:
-        return "INVALID"
-
-
-INVALID = _Invalid()

@@ -1,4 +1,6 @@
-"""The policy's text: prompts in, actions out. ONE module renders and parses (REFERENCE.md 1).
+"""The policy's answer grammar: ONE module renders and parses the action text (REFERENCE.md 1).
+
+The prompts themselves live in :mod:`agents.mllm.instructions` (re-exported here).
 
 Action text (the model's answer), one line each, the IoU line first when present::
 
@@ -34,11 +36,12 @@ from typing import Literal, Optional, Union
 
 from segenv.actions import BoxPrompt, Click
 
+from .instructions import LLAVA_PROMPT, PROMPT_STYLES, QWEN_PROMPT, QWEN_SYSTEM, build_prompt  # re-exported
+
 CoordFormat = Literal["decimal", "int1000", "loc"]
 CoordOrder = Literal["xy", "yx"]
 COORD_FORMATS = ("decimal", "int1000", "loc")
 COORD_ORDERS = ("xy", "yx")
-PROMPT_STYLES = ("llava", "qwen", "short")
 
 
 @dataclass
@@ -312,50 +315,6 @@ def parse_action_text(
         return ParsedAction(iou=iou, error=error, text=text)
     x, y = pair
     return ParsedAction(action=Click(_snap(x, width), _snap(y, height), positive), iou=iou, text=text)
-
-
-# ---------------------------------------------------------------------------------- prompts
-QWEN_SYSTEM = "You are a helpful assistant."
-QWEN_PROMPT = (
-    "Please optimize the semi-transparent {color} mask in a point-wise manner based on the image and "
-    "description content, so that it covers the target object as accurately as possible. "
-    "The object description is as follows:<ref>{caption}</ref>"
-)
-# SegAgent paper, supplementary Fig. 6 ("Prompt Design for SegAgent"), as plain text.
-LLAVA_PROMPT = (
-    "You are a highly skilled segmentation annotator. We have provided you with an image and an "
-    "initial mask marked by a semi-transparent {color} mask that roughly covers the object described "
-    "below. Your task is to refine this mask to make it as accurate as possible. Based on the given "
-    "image and the mask, perform the following actions:\n"
-    "1. Positive Point (x, y): Add a positive point if any part of the object is not covered by the "
-    "mask. This will expand the mask to include the missing area. Example: Add a positive point on "
-    "any corner or edge of the object that the mask does not cover.\n"
-    "2. Negative Point (x, y): Add a negative point if an area outside the object is incorrectly "
-    "included in the mask. This will refine the mask by excluding unnecessary regions. Example: Add "
-    "a negative point where the mask extends into the background or any non-object area.\n"
-    "The description of the object is as follows: {caption}"
-)
-
-
-def build_prompt(caption: str, style: str = "llava", color: str = "green") -> tuple[Optional[str], str]:
-    """``(system message or None, user text)`` for one step.
-
-    ``"llava"``: the paper's Fig. 6 prompt, no system message. ``"qwen"``: the short Qwen prompt
-    with the caption in ``<ref>..</ref>`` and the system message "You are a helpful assistant.".
-    ``"short"``: the caption alone, no system message (the tiny pointer model's prompt: its
-    word-level vocabulary has no instructions). ``color`` names the overlay colour (paper Tab. 4).
-    """
-    caption = " ".join(str(caption).split())
-    if style == "llava":
-        text = LLAVA_PROMPT.format(color=color, caption=caption)
-        if not text.endswith((".", "!", "?")):
-            text += "."
-        return None, text
-    if style == "qwen":
-        return QWEN_SYSTEM, QWEN_PROMPT.format(color=color, caption=caption)
-    if style == "short":
-        return None, caption
-    raise ValueError(f"prompt style must be one of {PROMPT_STYLES}, got {style!r}")
 
 
 __all__ = [
