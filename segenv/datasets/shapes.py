@@ -10,8 +10,17 @@ look at the image: the first click decides almost everything.
 ``thin_shapes`` draws hollow and thin structures (rings, frames, lines, grids, zigzags) like
 DIS5K / ThinObject5K, where a mask needs many refinement clicks.
 
+No-target items (gRefCOCO's "no target" expressions): with ``no_target_fraction=f`` a share
+``f`` of the items keep their image but get an expression for an object that is not in it
+("the purple star" where no purple star is drawn; shape, colour, colour + shape or size + colour
++ shape, each chosen only when no drawn object fits it), an empty ground-truth mask and the id
+suffix ``/no_target``. The right answer is ``NoObject``. The other items are exactly those of
+the plain dataset.
+
 Determinism: sample ``i`` of split ``s`` is drawn from ``np.random.default_rng([seed, s, i])``,
-so it is the same on every machine and in every process; splits use disjoint streams.
+so it is the same on every machine and in every process; splits use disjoint streams. Whether
+item ``i`` is a no-target item, and its absent object, come from a second stream
+``[seed, s, i, 1]``, so they too depend only on ``(seed, split, index)``.
 Green is left out of the palette because the policy sees its mask as a green overlay.
 """
 
@@ -159,6 +168,31 @@ def _describe(i: int, specs: Sequence[ShapeSpec], rng: np.random.Generator) -> s
     return f"{full} at the {'bottom' if dy > 0 else 'top'}"
 
 
+def _describe_absent(
+    specs: Sequence[ShapeSpec], shapes: Sequence[str], rng: np.random.Generator
+) -> tuple[str, dict]:
+    """An expression in the dataset's own grammar that fits none of ``specs``, and its attributes.
+
+    Draws one of the four forms (shape / colour / colour + shape / size + colour + shape), then
+    attributes uniformly among those that no drawn object matches on every named attribute.
+    """
+    forms = [("shape",), ("color",), ("color", "shape"), ("size", "color", "shape")]
+    values = {"shape": list(shapes), "color": list(COLORS), "size": list(SIZES)}
+    for start in rng.permutation(len(forms)):  # a form with no free combination is skipped
+        keys = forms[int(start)]
+        combos = [{}]
+        for key in keys:
+            combos = [{**c, key: v} for c in combos for v in values[key]]
+        free = [c for c in combos if not any(all(getattr(s, k) == v for k, v in c.items()) for s in specs)]
+        if free:
+            attrs = free[int(rng.integers(len(free)))]
+            if keys == ("color",):
+                return f"the {attrs['color']} object", attrs
+            words = [attrs[k] for k in ("size", "color", "shape") if k in attrs]
+            return "the " + " ".join(words), attrs
+    raise RuntimeError("every description fits a drawn object")  # pragma: no cover (at most 6 objects)
+
+
 EXPRESSION = re.compile(
     r"^the (?:(?P<size>small|large) )?(?:(?P<color>[a-z]+) )?(?P<shape>[a-z]+)"
     r"(?: (?:on the (?P<side>left|right)|at the (?P<end>top|bottom)"
@@ -192,6 +226,8 @@ class ShapesDataset:
         thin: draw thin/hollow structures instead of solid shapes.
         length: number of samples (defaults per split: 20000 / 500 / 500).
         seed: base seed; the same ``(seed, split, index)`` always gives the same sample.
+        no_target_fraction: share in [0, 1] of items whose expression names an absent object
+            (empty mask); 0 (the default) gives the plain dataset.
     """
 
     split: str = "train"
@@ -200,6 +236,7 @@ class ShapesDataset:
     thin: bool = False
     length: Optional[int] = None
     seed: int = 0
+    no_target_fraction: float = 0.0
 
     def __post_init__(self) -> None:
         if self.split not in SPLITS:
@@ -209,6 +246,9 @@ class ShapesDataset:
             raise ValueError(f"num_objects must satisfy 1 <= lo <= hi <= 6, got {self.num_objects}")
         if self.image_size < 64:
             raise ValueError(f"image_size must be >= 64, got {self.image_size}")
+        fraction = self.no_target_fraction
+        if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0.0 <= fraction <= 1.0:
+            raise ValueError(f"no_target_fraction must be a number in [0, 1], got {fraction!r}")
         if self.length is None:
             self.length = DEFAULT_LENGTHS[self.split]
         self.name = "thin_shapes" if self.thin else "shapes"
@@ -226,8 +266,22 @@ class ShapesDataset:
         for _ in range(100):
             sample = self._try_sample(rng, index)
             if sample is not None:
-                return sample
-        raise RuntimeError(f"could not place objects for {self.name}/{self.split}/{index}")  # pragma: no cover
+                break
+        else:  # pragma: no cover
+            raise RuntimeError(f"could not place objects for {self.name}/{self.split}/{index}")
+        if self.no_target_fraction > 0:
+            no_target_rng = np.random.default_rng([self.seed, SPLITS[self.split], index, 1])
+            if no_target_rng.random() < self.no_target_fraction:
+                return self._without_target(sample, no_target_rng)
+        return sample
+
+    def _without_target(self, sample: Sample, rng: np.random.Generator) -> Sample:
+        """``sample``'s image with an expression for an object it does not show, and an empty mask."""
+        specs = [ShapeSpec(**o) for o in sample.meta["objects"]]
+        text, absent = _describe_absent(specs, THIN_SHAPES if self.thin else SOLID_SHAPES, rng)
+        mask = np.zeros_like(sample.mask)
+        meta = {**sample.meta, "target": None, "no_target": True, "absent": absent}
+        return Sample(f"{sample.id}/no_target", sample.image, mask, text, mask_box(mask), meta=meta)
 
     def _random_specs(self, rng: np.random.Generator) -> list[ShapeSpec]:
         n = int(rng.integers(self.num_objects[0], self.num_objects[1] + 1))
