@@ -6,7 +6,7 @@ lazily inside their segmenter backend, so this import needs no torch.
 
 from gymnasium.envs.registration import register, registry
 
-from .actions import INVALID, BoxPrompt, Click, parse_action
+from .actions import INVALID, STOP, BoxPrompt, Click, Finish, NoObject, parse_action
 from .datasets import DatasetNotFoundError, Sample, make_dataset
 from .env import SegEnv
 from .segmenters import make_segmenter
@@ -17,6 +17,10 @@ __version__ = "0.1.0"
 ENV_SPECS: dict[str, tuple[str, str, dict]] = {
     "SegAgent-Shapes-v0": ("shapes", "test", {}),
     "SegAgent-ThinShapes-v0": ("thin_shapes", "test", {"max_clicks": 11}),
+    # 10% of the captions name an absent object (empty mask; answer NoObject); Box(4) actions reach it
+    "SegAgent-ShapesNoTarget-v0": (
+        "shapes", "test", {"dataset_kwargs": {"no_target_fraction": 0.1}, "action_mode": "full"}
+    ),
     "SegAgent-RefCOCO-v0": ("refcoco", "val", {}),
     "SegAgent-RefCOCOplus-v0": ("refcoco+", "val", {}),
     "SegAgent-RefCOCOg-v0": ("refcocog", "val", {}),
@@ -36,7 +40,10 @@ __all__ = [
     "Click",
     "DatasetNotFoundError",
     "ENV_SPECS",
+    "Finish",
     "INVALID",
+    "NoObject",
+    "STOP",
     "Sample",
     "SegEnv",
     "make_dataset",

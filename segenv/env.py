@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 import string
 import time
 from typing import Any, Optional
@@ -12,7 +13,7 @@ import numpy.typing as npt
 from gymnasium import spaces
 
 from . import render as R
-from .actions import INVALID, Action, BoxPrompt, parse_action
+from .actions import INVALID, Action, BoxPrompt, Click, NoObject, end_action_name, parse_action
 from .datasets import Dataset, Sample, make_dataset
 from .metrics import intersection_union
 from .segmenters import Segmenter, make_segmenter
@@ -22,6 +23,7 @@ __all__ = ["INVALID", "SegEnv"]  # INVALID lives in segenv.actions; re-exported 
 TEXT_CHARSET = string.printable
 TEXT_MAX_LENGTH = 512
 INITIAL_STATES = ("empty", "box", "points")
+ACTION_MODES = ("click", "full")
 
 
 class SegEnv(gym.Env):
@@ -34,13 +36,26 @@ class SegEnv(gym.Env):
     evaluation (REFERENCE.md 4).
 
     ## Action Space
-    ``Box(0, 1, (3,), float32)``: ``(x, y, p)``, ``x`` column and ``y`` row normalised to the
-    image, a positive click when ``p >= 0.5``. ``step`` also takes the typed forms
-    :class:`segenv.actions.Click` and :class:`segenv.actions.BoxPrompt` (a box, allowed only as
-    the first action), and ``float32[5] = (kind, x, y, x1, y1)``. ``None`` or
-    :data:`INVALID` is an *invalid step* (e.g. a model's unparsable text): mask kept, reward 0,
-    ``info["invalid"] = True``, and it still uses up a click. Malformed actions raise
-    ``ValueError`` before anything changes.
+    ``action_mode="click"`` (default, unchanged since v0): ``Box(0, 1, (3,), float32)``:
+    ``(x, y, p)``, ``x`` column and ``y`` row normalised to the image, a positive click when
+    ``p >= 0.5``. ``action_mode="full"``: ``Box(0, 1, (4,), float32)``: ``(x, y, p, e)``;
+    ``e < 0.5`` is the click ``(x, y, p)``, ``e >= 0.5`` ends the episode with ``Finish``
+    (``p >= 0.5``: keep the mask) or ``NoObject`` (``p < 0.5``: the text refers to nothing here;
+    the mask is emptied). That is how an RL agent reaches the two end actions: sample or learn
+    the fourth component (``segenv.actions.action_to_space`` writes any typed action in this
+    form). In both modes ``step`` takes every spelling (the mode only sets ``action_space``):
+    the typed :class:`segenv.actions.Click`, :class:`segenv.actions.BoxPrompt` (first action
+    only), :class:`segenv.actions.Finish` (also ``segenv.actions.STOP``),
+    :class:`segenv.actions.NoObject`, both array forms, and the long
+    ``float32[5] = (kind, x, y, x1, y1)`` with kind 0/1 = negative/positive click, 2 = box,
+    3 = finish, 4 = no object. ``None`` or :data:`INVALID` is an *invalid step* (e.g. a model's
+    unparsable text): mask kept, reward 0 (minus ``step_cost``), ``info["invalid"] = True``,
+    and it still uses up a click. Validation is strict and complete before anything changes
+    (a malformed action raises ``ValueError`` and the episode is exactly as before): coordinates
+    are real numbers in ``[0, 1]``; ``Click.positive`` is a bool or 0 / 1 (not ``"false"``,
+    ``"no"`` or NaN); a box has ``x0 < x1`` and ``y0 < y1``; arrays are finite, real-valued (no
+    complex, bool or str) and of shape (3,), (4,) or (5,). A segmenter error during a click also
+    leaves the state untouched.
 
     ## Observation Space
     ``Dict(image=Box(uint8, SxSx3), overlay=Box(uint8, SxSx3), mask=Box(uint8 {0,255}, SxS),
@@ -50,7 +65,15 @@ class SegEnv(gym.Env):
 
     ## Rewards
     ``IoU(after) - IoU(before)``, computed at the sample's original resolution, with the
-    dataset's ignore pixels excluded (the resize to ``S`` is for observations only).
+    dataset's ignore pixels excluded (the resize to ``S`` is for observations only). An empty
+    union counts IoU 1, so on a no-target item (empty ground truth) an empty mask scores 1 and
+    any other mask 0 (gRefCOCO's rule); ``NoObject`` earns that change, ``Finish`` earns 0.
+    Optional shaping for RL (both 0 by default): ``step_cost`` is subtracted on every step that
+    uses a click (clicks, the box, invalid steps; not ``Finish`` / ``NoObject``), and
+    ``finish_bonus`` is added when the agent ends the episode itself with ``Finish`` or
+    ``NoObject``. With the defaults the return of an episode is its final IoU minus its initial
+    IoU; in general it is that plus ``finish_bonus`` (if the agent ended it) minus
+    ``step_cost * clicks``.
 
     ## Starting State
     A sample drawn with ``self.np_random`` (or ``options={"index": i}``); the initial mask is
@@ -59,25 +82,32 @@ class SegEnv(gym.Env):
     the ground-truth box, labelled by ground truth; they stay prompts, not counted as clicks).
 
     ## Episode End
-    Truncation after ``max_clicks`` clicks (invalid steps count); termination when
-    ``target_iou`` is set and reached.
+    Termination when the agent sends ``Finish`` or ``NoObject`` (``info["end_action"]`` says
+    which), or when ``target_iou`` is set and reached (``"target_iou"``); truncation after
+    ``max_clicks`` clicks (invalid steps count). ``Finish`` / ``NoObject`` are an episode step but
+    not a click: they call no segmenter and do not use up ``max_clicks`` (SegAgent's finish answer
+    is one of its T model steps; give the agent ``max_clicks = T - 1`` to match that budget
+    exactly). So an episode has at most ``max_clicks`` steps, plus one for a box first action.
 
     ## Info
     ``iou``, ``intersection``, ``union``, ``num_clicks``, ``sample_id``, ``sample_index``,
-    ``invalid``, ``clicks`` (normalised ``(x, y, positive)``), ``pred_mask`` (the current mask at
-    original resolution), and ``gt_mask`` / ``gt_ignore`` (original resolution; for the oracle
-    and training only: the rollout harness strips them for agents that do not declare
-    ``needs_gt``). Wall time of the last segmenter call is the attribute
-    ``last_segmenter_seconds`` (not in ``info``, which must be deterministic).
+    ``invalid``, ``end_action`` (None while running or when the budget ran out, ``"finish"``,
+    ``"no_object"`` or ``"target_iou"``), ``clicks`` (normalised ``(x, y, positive)``),
+    ``pred_mask`` (the current mask at original resolution), and ``gt_mask`` / ``gt_ignore``
+    (original resolution; for the oracle and training only: the rollout harness strips them for
+    agents that do not declare ``needs_gt``). Wall time of the last segmenter call is the
+    attribute ``last_segmenter_seconds`` (not in ``info``, which must be deterministic).
 
     ## Arguments
     ``dataset`` (name or instance), ``split``, ``data_root``, ``dataset_kwargs``, ``segmenter``
     (name, ``"name:/path"`` or instance), ``segmenter_kwargs``, ``image_size`` (512; 448 for
     Qwen), ``max_clicks`` (7), ``target_iou`` (None), ``initial_state``, ``initial_points``,
+    ``action_mode`` (``"click"`` or ``"full"``), ``step_cost`` (0), ``finish_bonus`` (0),
     ``overlay_color``, ``overlay_alpha``, ``draw_clicks``, ``render_mode``.
 
     ## Version History
-    * v0: first release.
+    * v0: first release; ``Finish`` / ``NoObject``, ``action_mode``, ``step_cost`` and
+      ``finish_bonus`` added without changing the default action space or rewards.
     """
 
     metadata = {"render_modes": ["rgb_array", "human"], "render_fps": 2}
@@ -95,6 +125,9 @@ class SegEnv(gym.Env):
         target_iou: Optional[float] = None,
         initial_state: str = "empty",
         initial_points: int = 3,
+        action_mode: str = "click",
+        step_cost: float = 0.0,
+        finish_bonus: float = 0.0,
         overlay_color: "str | tuple[int, int, int]" = "green",
         overlay_alpha: float = 0.5,
         draw_clicks: bool = False,
@@ -104,6 +137,11 @@ class SegEnv(gym.Env):
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']}, got {render_mode!r}")
         if initial_state not in INITIAL_STATES:
             raise ValueError(f"initial_state must be one of {INITIAL_STATES}, got {initial_state!r}")
+        if action_mode not in ACTION_MODES:
+            raise ValueError(f"action_mode must be one of {ACTION_MODES}, got {action_mode!r}")
+        for name, value in (("step_cost", step_cost), ("finish_bonus", finish_bonus)):
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value):
+                raise ValueError(f"{name} must be a finite number (a reward in IoU units), got {value!r}")
         if image_size < 16:
             raise ValueError(f"image_size must be >= 16, got {image_size}")
         if max_clicks < 1:
@@ -137,7 +175,10 @@ class SegEnv(gym.Env):
                 "text": spaces.Text(max_length=TEXT_MAX_LENGTH, min_length=0, charset=TEXT_CHARSET),
             }
         )
-        self.action_space = spaces.Box(0.0, 1.0, (3,), np.float32)
+        self.action_mode = action_mode
+        self.step_cost = float(step_cost)
+        self.finish_bonus = float(finish_bonus)
+        self.action_space = spaces.Box(0.0, 1.0, (3 if action_mode == "click" else 4,), np.float32)
         self._sample: Optional[Sample] = None
         self._figure = None
 
@@ -163,6 +204,7 @@ class SegEnv(gym.Env):
         self._box: Optional[np.ndarray] = None
         self._logits: Any = None
         self._num_clicks = 0
+        self._end_action: Optional[str] = None
         self.last_segmenter_seconds = 0.0
         t0 = time.perf_counter()
         self.segmenter.set_image(sample.image)
@@ -196,36 +238,61 @@ class SegEnv(gym.Env):
         if self._sample is None:
             raise RuntimeError("call reset() before step()")
         invalid = action is None or action is INVALID
-        parsed = None if invalid else parse_action(action)
+        parsed = None if invalid else parse_action(action)  # validates fully before any change
         if isinstance(parsed, BoxPrompt) and (self._num_clicks > 0 or self._box is not None):
             raise ValueError("a BoxPrompt is allowed only as the first action of an episode")
-        h, w = self._sample.mask.shape
-        self.last_segmenter_seconds = 0.0
+        end = end_action_name(parsed)
         before = self._iou
-        if parsed is not None:
-            if isinstance(parsed, BoxPrompt):
-                self._box = parsed.to_pixels(h, w)
-            else:
-                row, col = parsed.to_pixel(h, w)
-                self._points.append((col + 0.5, row + 0.5))
-                self._labels.append(int(parsed.positive))
-                self._clicks.append((parsed.x, parsed.y, parsed.positive))
-            t0 = time.perf_counter()
-            mask, self._logits = self.segmenter.predict(*self._prompt_arrays(), prev_logits=self._logits)
-            self.last_segmenter_seconds = time.perf_counter() - t0
-            self._set_mask(mask)
-        if not isinstance(parsed, BoxPrompt):
+        self.last_segmenter_seconds = 0.0
+        if isinstance(parsed, (Click, BoxPrompt)):
+            self._apply_prompt(parsed)
+        elif isinstance(parsed, NoObject):
+            self._set_mask(np.zeros_like(self._sample.mask))
+        # Finish changes nothing. Clicks and invalid steps use up a click; the box and end actions do not.
+        if end is None and not isinstance(parsed, BoxPrompt):
             self._num_clicks += 1
-        reward = self._iou - before
-        terminated = self.target_iou is not None and self._iou >= self.target_iou
+        reward = self._iou - before + (self.finish_bonus if end is not None else -self.step_cost)
+        reached = self.target_iou is not None and self._iou >= self.target_iou
+        terminated = end is not None or reached
         truncated = not terminated and self._num_clicks >= self.max_clicks
+        self._end_action = end or ("target_iou" if reached else None)
         if self.render_mode == "human":
             self.render()
         return self._observation(), float(reward), bool(terminated), bool(truncated), self._info(invalid=invalid)
 
-    def _prompt_arrays(self) -> tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
-        points = np.asarray(self._points, np.float32).reshape(-1, 2)
-        return points, np.asarray(self._labels, np.int64), self._box
+    def _apply_prompt(self, parsed: "Click | BoxPrompt") -> None:
+        """Add a click (or the first box) and run the segmenter on all prompts so far.
+
+        Atomic: the new prompt is stored only after the segmenter answered with a mask of the
+        right shape, so an error here (e.g. a ``ValueError`` the harness turns into an invalid
+        step) leaves the episode exactly as it was.
+        """
+        sample = self._sample
+        assert sample is not None
+        h, w = sample.mask.shape
+        points, labels, clicks, box = list(self._points), list(self._labels), list(self._clicks), self._box
+        if isinstance(parsed, BoxPrompt):
+            box = parsed.to_pixels(h, w)
+        else:
+            row, col = parsed.to_pixel(h, w)
+            points.append((col + 0.5, row + 0.5))
+            labels.append(int(parsed.positive))
+            clicks.append((parsed.x, parsed.y, parsed.positive))
+        t0 = time.perf_counter()
+        mask, logits = self.segmenter.predict(*self._prompt_arrays(points, labels, box), prev_logits=self._logits)
+        self.last_segmenter_seconds = time.perf_counter() - t0
+        mask = np.asarray(mask)
+        if mask.shape != sample.mask.shape:
+            raise ValueError(f"segmenter returned a mask of shape {mask.shape}, expected {sample.mask.shape}")
+        self._points, self._labels, self._clicks, self._box, self._logits = points, labels, clicks, box, logits
+        self._set_mask(mask)
+
+    def _prompt_arrays(self, points=None, labels=None, box=None) -> tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
+        """``(points float32 Nx2 pixel (x, y), labels int64 N, box float32[4] or None)``; the
+        episode's own prompts when called without arguments."""
+        if points is None:
+            points, labels, box = self._points, self._labels, self._box
+        return np.asarray(points, np.float32).reshape(-1, 2), np.asarray(labels, np.int64), box
 
     def _set_mask(self, mask: npt.NDArray[np.bool_]) -> None:
         sample = self._sample
@@ -265,6 +332,7 @@ class SegEnv(gym.Env):
             "sample_id": self._sample.id,
             "sample_index": self._index,
             "invalid": bool(invalid),
+            "end_action": self._end_action,
             "clicks": list(self._clicks),
             "pred_mask": self._mask.copy(),
             "gt_mask": self._sample.mask.copy(),
@@ -314,4 +382,3 @@ class SegEnv(gym.Env):
 
             plt.close(self._figure)
             self._figure = None
-

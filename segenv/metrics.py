@@ -4,6 +4,8 @@
 * gIoU / mIoU: mean of per-item IoUs; cIoU: sum of intersections over sum of unions.
 * NoC@t: 1 + index of the first click whose IoU >= t, else ``max_clicks``; NoF@t: number of items
   whose NoC@t equals ``max_clicks`` (RITM counts items first reaching t at the last click too).
+* stop-at-best rate: of the episodes an agent ended itself, the share that kept a mask within a
+  tolerance of the best IoU they reached (how well it knows when to stop).
 """
 
 from __future__ import annotations
@@ -78,3 +80,15 @@ def mean_noc(per_item_ious: Sequence[Sequence[float]], threshold: float, max_cli
 def nof(per_item_ious: Sequence[Sequence[float]], threshold: float, max_clicks: int = 20) -> int:
     """Number of failures: items whose NoC@threshold is ``max_clicks``."""
     return int(sum(noc(x, threshold, max_clicks) >= max_clicks for x in per_item_ious))
+
+
+def stop_at_best_rate(curves: Sequence[Sequence[float]], tolerance: float = 0.02) -> float:
+    """Share of stopped episodes whose final IoU is within ``tolerance`` of their best IoU.
+
+    Each curve is one episode that the agent ended itself: its IoU before the first step, then
+    after every step (the last value is the mask it kept). NaN when there is no curve.
+    """
+    curves = [list(c) for c in curves if len(c)]
+    if not curves:
+        return float("nan")
+    return float(np.mean([c[-1] >= max(c) - tolerance for c in curves]))

@@ -2,10 +2,15 @@
 
 An agent is any object with ``reset(obs, info)`` and ``act(obs, info)`` (structural typing: the
 :class:`AgentLike` protocol; ``segenv`` never imports ``agents``). ``act`` returns an action the
-env accepts, ``None`` for an invalid step (e.g. unparsable model text), or :data:`STOP` to end
-the episode early (the oracle does when the mask is perfect). Agents see ``info`` without
-``gt_mask`` unless they set ``needs_gt = True``. If an agent sets ``last_output`` (e.g. the raw
-text a model generated), it is recorded with the step.
+env accepts (:mod:`segenv.actions`: one vocabulary for env, harness and agents), ``None`` for an
+invalid step (e.g. unparsable model text), :data:`STOP` (which *is* a
+:class:`segenv.actions.Finish`) to end the episode and keep the mask, or
+:class:`segenv.actions.NoObject` to end it with an empty mask. Both end actions go through
+``env.step`` like any action and are recorded as a step (kind 3 / 4); RL agents reach them
+through the env's ``action_mode="full"``. The :class:`Trajectory` says which action ended the
+episode (``end_action``). Agents see ``info`` without ``gt_mask`` unless they set
+``needs_gt = True``. If an agent sets ``last_output`` (e.g. the raw text a model generated), it
+is recorded with the step.
 
 A malformed action (``ValueError`` from the env) becomes a recorded invalid step, never a crash
 mid-benchmark; so does an exception inside ``act`` when ``catch_agent_errors=True``.
@@ -20,18 +25,14 @@ from typing import Any, Callable, Optional, Protocol, Sequence
 
 import numpy as np
 
-from .actions import action_to_array, parse_action
-from .env import INVALID
+from .actions import INVALID, KIND_FINISH, KIND_NO_OBJECT, STOP, action_to_array, action_to_space, end_action_name, parse_action
+
+__all__ = ["INVALID", "STOP", "StepRecord", "Trajectory", "run_episode", "run_episodes", "run_vector", "summarize"]
+# STOP and INVALID live in segenv.actions (one vocabulary); they stay importable from here.
 
 log = logging.getLogger(__name__)
 
 
-class _Stop:
-    def __repr__(self) -> str:
-        return "STOP"
-
-
-STOP = _Stop()
 GT_KEYS = frozenset({"gt_mask", "gt_ignore"})
 
 
@@ -67,16 +68,24 @@ class Trajectory:
     steps: list[StepRecord] = field(default_factory=list)
     intersection: int = 0
     union: int = 0
-    stopped: bool = False
+    stopped: bool = False  # the agent ended the episode itself (Finish or NoObject)
+    end_action: Optional[str] = None  # "finish", "no_object", "target_iou" or None (budget ran out)
+    empty_target: bool = False  # the ground truth is empty (a no-target item); from the env, not the agent
 
     @property
     def ious(self) -> list[float]:
-        """IoU after each step (click index 1, 2, ...)."""
+        """IoU after each step (click index 1, 2, ...; a final ``Finish`` repeats the last IoU,
+        a final ``NoObject`` gives the IoU of the empty mask)."""
         return [s.iou for s in self.steps]
 
     @property
     def final_iou(self) -> float:
         return self.steps[-1].iou if self.steps else self.initial_iou
+
+    @property
+    def clicks_used(self) -> int:
+        """Steps that used a click (clicks, the box, invalid steps): all but ``Finish`` / ``NoObject``."""
+        return sum(not _is_end_record(s) for s in self.steps)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -93,6 +102,20 @@ def _to_record(action: Any) -> Optional[list[float]]:
     if action is None or action is INVALID:
         return None
     return action_to_array(action).astype(float).tolist()
+
+
+def _new_trajectory(info: dict, obs: dict) -> Trajectory:
+    """The record of an episode that just reset (``info`` with the ground truth, from the env)."""
+    traj = Trajectory(info["sample_id"], int(info.get("sample_index", -1)), obs["text"], float(info["iou"]))
+    traj.intersection, traj.union = int(info.get("intersection", 0)), int(info.get("union", 0))
+    if "gt_mask" in info:
+        traj.empty_target = not np.asarray(info["gt_mask"]).any()
+    return traj
+
+
+def _record_end(traj: Trajectory, info: dict) -> None:
+    traj.end_action = info.get("end_action")
+    traj.stopped = traj.end_action in ("finish", "no_object")
 
 
 def run_episode(
@@ -115,8 +138,7 @@ def run_episode(
     needs_gt = bool(getattr(agent, "needs_gt", False))
     view = (lambda i: i) if needs_gt else strip_gt
     agent.reset(obs, view(info))
-    traj = Trajectory(info["sample_id"], int(info.get("sample_index", -1)), obs["text"], float(info["iou"]))
-    traj.intersection, traj.union = int(info.get("intersection", 0)), int(info.get("union", 0))
+    traj = _new_trajectory(info, obs)
     done = False
     while not done:
         output, error = None, None
@@ -130,9 +152,6 @@ def run_episode(
             action, error = None, f"{type(exc).__name__}: {exc}"
         t1 = time.perf_counter()
         output = getattr(agent, "last_output", None)
-        if action is STOP:
-            traj.stopped = True
-            break
         try:
             if action is not None and action is not INVALID:
                 action = parse_action(action)  # once here; the env takes the typed action as is
@@ -157,6 +176,7 @@ def run_episode(
         )
         traj.steps.append(record)
         traj.intersection, traj.union = int(info.get("intersection", 0)), int(info.get("union", 0))
+        _record_end(traj, info)
         if on_step is not None:
             on_step(obs, record, info)
         obs = next_obs
@@ -201,7 +221,11 @@ def run_vector(
 
     Works with sync and async vector envs (async with Text observations needs
     ``vector_kwargs={"shared_memory": False}``); uses NEXT_STEP autoreset semantics (the default):
-    the step after an episode ends is a reset step and is not recorded.
+    the step after an episode ends is a reset step and is not recorded. Agents return clicks or
+    end actions (no invalid steps). In an ``action_mode="full"`` vector env ``Finish`` and
+    ``NoObject`` go through the env as in :func:`run_episode`; in a click-mode one a ``Finish`` is
+    recorded as a step that keeps the mask (reward 0) and the sub-env runs out its budget unrecorded,
+    and ``NoObject`` raises ``ValueError`` (it has no click-mode array form).
     """
     n = envs.num_envs
     if len(agents) != n:
@@ -219,9 +243,10 @@ def run_vector(
         obs_i = unbatch(obs, i)
         view = info_i if getattr(agents[i], "needs_gt", False) else strip_gt(info_i)
         agents[i].reset(obs_i, view)
-        current[i] = Trajectory(info_i["sample_id"], int(info_i["sample_index"]), obs_i["text"], float(info_i["iou"]))
-    draining = [False] * n  # the agent said STOP: its episode is recorded, the sub-env runs out
-    last = [np.zeros(3, np.float32) for _ in range(n)]
+        current[i] = _new_trajectory(info_i, obs_i)
+    full = tuple(getattr(envs, "single_action_space", envs.action_space).shape)[-1:] == (4,)
+    draining = [False] * n  # the agent finished in a click-mode env: recorded, the sub-env runs out
+    last = [np.zeros(4 if full else 3, np.float32) for _ in range(n)]
     while len(finished) < episodes:
         actions = []
         for i in range(n):
@@ -231,16 +256,22 @@ def run_vector(
             info_i, obs_i = unbatch(infos, i), unbatch(obs, i)
             view = info_i if getattr(agents[i], "needs_gt", False) else strip_gt(info_i)
             a = agents[i].act(obs_i, view)
-            if a is STOP:
-                assert current[i] is not None
-                current[i].stopped = True
-                finished.append(current[i])
+            if a is None or a is INVALID:
+                raise ValueError("run_vector needs click actions; use run_episodes for agents with invalid steps")
+            parsed = parse_action(a)
+            end = end_action_name(parsed)
+            if end is not None and not full:
+                if end == "no_object":
+                    raise ValueError("NoObject needs a vector env made with action_mode='full'")
+                traj = current[i]  # Finish changes nothing: record it as run_episode does, then drain
+                assert traj is not None
+                traj.steps.append(StepRecord(action_to_array(parsed).astype(float).tolist(), traj.final_iou, 0.0, False))
+                traj.end_action, traj.stopped = "finish", True
+                finished.append(traj)
                 draining[i] = True
                 actions.append(last[i])
                 continue
-            if a is None or a is INVALID:
-                raise ValueError("run_vector needs click actions; use run_episodes for agents with invalid steps")
-            last[i] = action_to_array(parse_action(a))[[1, 2, 0]]
+            last[i] = action_to_space(parsed, "full" if full else "click")
             actions.append(last[i])
         obs, rewards, terms, truncs, infos = envs.step(np.stack(actions).astype(np.float32))
         for i in range(n):
@@ -254,39 +285,69 @@ def run_vector(
                 obs_i = unbatch(obs, i)
                 view = info_i if getattr(agents[i], "needs_gt", False) else strip_gt(info_i)
                 agents[i].reset(obs_i, view)
-                current[i] = Trajectory(info_i["sample_id"], int(info_i["sample_index"]), obs_i["text"], float(info_i["iou"]))
+                current[i] = _new_trajectory(info_i, obs_i)
                 continue
             traj = current[i]
             assert traj is not None
-            traj.steps.append(StepRecord(actions[i][[2, 0, 1]].tolist() + [0.0, 0.0], float(info_i["iou"]), float(rewards[i]), bool(info_i["invalid"])))
+            record = action_to_array(parse_action(actions[i])).astype(float).tolist()
+            traj.steps.append(StepRecord(record, float(info_i["iou"]), float(rewards[i]), bool(info_i["invalid"])))
+            traj.intersection, traj.union = int(info_i.get("intersection", 0)), int(info_i.get("union", 0))
+            _record_end(traj, info_i)
             if terms[i] or truncs[i]:
                 finished.append(traj)
                 resetting[i] = True
     return finished[:episodes]
 
 
+STOP_AT_BEST_TOLERANCE = 0.02  # a Finish "at the best" is within this IoU of the episode's best mask
+
+
+def _is_end_record(step: StepRecord) -> bool:
+    return step.action is not None and int(step.action[0]) in (KIND_FINISH, KIND_NO_OBJECT)
+
+
 def summarize(trajectories: Sequence[Trajectory], max_clicks: int, noc_max_clicks: Optional[int] = None) -> dict:
     """The benchmark numbers of a set of episodes (REFERENCE.md 4-5 definitions).
 
     ``miou``/``ciou`` use each episode's final mask; ``miou_per_click[k]`` is the mean IoU after
-    click ``k+1`` with early-stopped episodes carrying their last IoU forward (an episode with no
+    step ``k+1`` with early-stopped episodes carrying their last IoU forward (an episode with no
     step carries its initial IoU); ``best_iou_per_click`` the same for the best IoU so far. NoC
     counts to ``noc_max_clicks`` (default ``max_clicks``; RITM uses 20): an episode that never
-    reaches the threshold counts the maximum. Timing: ``seconds_per_click`` is the mean wall
-    time of a step (agent + env + segmenter); ``env_overhead_fraction`` is the env's own time
-    over env + segmenter time.
+    reaches the threshold counts the maximum. A final ``Finish`` step repeats the last IoU, so it
+    changes none of these.
+
+    ``steps``, ``invalid_step_rate``, ``first_click_hit_rate`` and the timings count only steps
+    that used a click (not ``Finish`` / ``NoObject``, which call no segmenter).
+    ``seconds_per_click`` is the mean wall time of such a step (agent + env + segmenter);
+    ``env_overhead_fraction`` is the env's own time over env + segmenter time.
+
+    Stopping (SegAgent's ``Finish``, gRefCOCO-style no-target items): ``clicks_used`` is the mean
+    number of steps that used a click per episode; ``finish_rate`` the share of episodes the agent
+    ended with ``Finish``; ``stop_at_best_rate`` among those, the share whose final IoU is within
+    ``STOP_AT_BEST_TOLERANCE`` (0.02) of the best IoU the episode reached (initial mask included;
+    NaN when no episode finished); ``no_target_items`` the number of empty-target items;
+    ``no_target_accuracy`` the share of them answered ``NoObject``; ``false_no_object_rate`` the
+    share of real targets answered ``NoObject`` (NaN when there are none of that kind).
     """
     from . import metrics as M
 
     noc_max = noc_max_clicks or max_clicks
     curves = [t.ious if t.steps else [t.initial_iou] for t in trajectories]
     best = [list(np.maximum.accumulate(c)) for c in curves]
-    steps = [s for t in trajectories for s in t.steps]
+    clicks = [[s for s in t.steps if not _is_end_record(s)] for t in trajectories]
+    steps = [s for c in clicks for s in c]
     seg = sum(s.segmenter_seconds for s in steps)
     env_own = sum(s.env_seconds for s in steps)
     agent = sum(s.agent_seconds for s in steps)
     n_steps = max(1, len(steps))
-    firsts = [t.steps[0].iou for t in trajectories if t.steps]
+    firsts = [c[0].iou for c in clicks if c]
+    finished = [t for t in trajectories if t.end_action == "finish"]
+    empty = [t for t in trajectories if t.empty_target]
+    real = [t for t in trajectories if not t.empty_target]
+
+    def share(items: Sequence[Trajectory], end: str) -> float:
+        return float(np.mean([t.end_action == end for t in items])) if items else float("nan")
+
     return {
         "episodes": len(trajectories),
         "steps": len(steps),
@@ -299,6 +360,12 @@ def summarize(trajectories: Sequence[Trajectory], max_clicks: int, noc_max_click
         "nof90": M.nof(curves, 0.90, noc_max),
         "noc_max_clicks": noc_max,
         "first_click_hit_rate": float(np.mean([v > 0.5 for v in firsts])) if firsts else float("nan"),
+        "clicks_used": float(np.mean([len(c) for c in clicks])) if trajectories else float("nan"),
+        "finish_rate": share(trajectories, "finish"),
+        "stop_at_best_rate": M.stop_at_best_rate([[t.initial_iou, *t.ious] for t in finished], STOP_AT_BEST_TOLERANCE),
+        "no_target_items": len(empty),
+        "no_target_accuracy": share(empty, "no_object"),
+        "false_no_object_rate": share(real, "no_object"),
         "invalid_step_rate": float(np.mean([s.invalid for s in steps])) if steps else 0.0,
         "seconds_per_click": (seg + env_own + agent) / n_steps,
         "agent_seconds_per_click": agent / n_steps,

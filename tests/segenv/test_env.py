@@ -12,7 +12,7 @@ from segenv import BoxPrompt, Click, INVALID, SegEnv
 from segenv.datasets import DatasetNotFoundError, make_dataset
 from segenv.metrics import iou
 
-PROCEDURAL = ["SegAgent-Shapes-v0", "SegAgent-ThinShapes-v0"]
+PROCEDURAL = ["SegAgent-Shapes-v0", "SegAgent-ThinShapes-v0", "SegAgent-ShapesNoTarget-v0"]
 REAL = [i for i in segenv.ENV_SPECS if i not in PROCEDURAL]
 
 
@@ -94,7 +94,9 @@ def test_truncation_and_target():
         (np.array([np.nan, 0.5, 1.0]), "NaN"),
         (np.array([0.5, 1.5, 1.0]), "out of range"),
         (np.array([0.5, 0.5]), "shape"),
-        (np.array([3, 0.5, 0.5, 0, 0]), "kind"),
+        (np.array([7, 0.5, 0.5, 0, 0]), "kind"),
+        (np.array([1.5, 0.5, 0.5, 0, 0]), "kind"),
+        (np.array([0.5, 0.5, 1.0, 2.0]), "e="),
         ("left", "cannot read|shape"),
     ],
 )
