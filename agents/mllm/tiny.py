@@ -13,14 +13,18 @@ one constant answer; a *pointer readout* breaks that plateau. So:
   a G x G grid, G = 14 by default) are a scaled dot product between a linear map of the hidden
   state at the answer position and per-cell keys (stride-8 CNN features + the upsampled final
   hidden states of the image tokens + a 2-D position embedding, mixed by a 3x3 conv). These
-  logits *replace* the loc rows of the LM logits inside ``forward``, so the ordinary causal-LM
-  loss (e.g. trl's ``SFTTrainer``) trains the pointer unchanged;
+  logits *replace* the loc rows of the LM logits inside ``forward``, so ``forward(labels=...)``'s
+  ordinary causal-LM loss trains the pointer. Train with that loss (``agents.training.sft``'s
+  ``loss_from="model"``, chosen automatically for this class): trl's default fused LM head
+  multiplies backbone states by one fixed output matrix, which a per-image pointer is not;
 * the answer is ``Positive point: <loc_k>`` / ``Negative point: <loc_k>``; each of
   ``"Positive point: "`` and ``"Negative point: "`` is one token, so an answer is 3 tokens with EOS.
 
-``import agents.mllm.tiny`` registers the config/model with ``AutoConfig`` and
-``AutoModelForImageTextToText``; the processor is a stock ``LlavaProcessor`` (CLIP-style image
-processor, patch 16, 49 image tokens), so ``AutoProcessor`` loads it without registration.
+Importing this module (``import agents`` does, when torch and transformers are installed)
+registers the config and model with ``AutoConfig`` / ``AutoModelForImageTextToText`` (and the
+stock ``LlavaProcessor`` with ``AutoProcessor``): see :func:`register_auto_classes` and
+``docs/tiny_vlm.md``. Answers are parsed by :func:`agents.mllm.prompt.parse_action_text` with
+``ActionFormat("loc", loc_grid=G)`` (the checkpoint declares it: ``segagent_coord_format="loc"``).
 ``agents.mllm.tiny_build.build_tiny_vlm(out_dir, **cfg)`` builds one from config and saves model + processor.
 """
 
@@ -184,20 +188,6 @@ class TinySegPreTrainedModel(PreTrainedModel):
             nn.init.zeros_(module.bias)
 
 
-class _LogitsBackbone:
-    """What trl's fused LM head sees as the backbone of a patched :class:`TinySegForClicks`."""
-
-    def __init__(self, model: "TinySegForClicks") -> None:
-        self.model = model
-
-    def __call__(self, *args, **kwargs):
-        from types import SimpleNamespace
-
-        kwargs.pop("use_cache", None)
-        out = type(self.model).forward(self.model, *args, **kwargs)
-        return SimpleNamespace(last_hidden_state=out.logits)
-
-
 class TinySegForClicks(TinySegPreTrainedModel, GenerationMixin):
     """Word tokens + CNN image tokens -> prefix-LM transformer -> LM logits with a pointer readout."""
 
@@ -261,23 +251,7 @@ class TinySegForClicks(TinySegPreTrainedModel, GenerationMixin):
         self.embed_tokens = value
 
     def get_output_embeddings(self) -> nn.Linear:
-        if "forward" in self.__dict__:  # trl's fused LM head patched this instance: see ``base_model``
-            v = self.config.vocab_size
-            eye = nn.Linear(v, v, bias=False).to(self.lm_head.weight.device)
-            with torch.no_grad():
-                eye.weight.copy_(torch.eye(v))
-            return eye.requires_grad_(False)
         return self.lm_head
-
-    @property
-    def base_model(self):
-        """trl >= 1.16 patches ``forward`` with a *fused LM head*: it runs ``base_model`` for hidden states and
-        multiplies them by ``get_output_embeddings().weight``, which would bypass the pointer readout. Once
-        patched, the "backbone" returns the full logits (pointer rows included) as its hidden states and the
-        output embedding is the identity, so trl's loss/metrics are exactly those of our logits."""
-        if "forward" in self.__dict__:
-            return _LogitsBackbone(self)
-        return self
 
     def set_output_embeddings(self, value: nn.Linear) -> None:
         self.lm_head = value
@@ -369,22 +343,21 @@ class TinySegForClicks(TinySegPreTrainedModel, GenerationMixin):
         return False
 
 
-def parse_answer(text: str, grid: int) -> Optional[tuple[float, float, bool]]:
-    """``(x, y, positive)`` (cell centre, normalised) from ``Positive point: <loc_k>`` text, else None."""
-    import re
+def register_auto_classes() -> None:
+    """Register the tiny VLM with transformers' Auto classes (idempotent; runs when this module is imported).
 
-    m = re.search(r"(Positive|Negative) point:\s*<loc_(\d+)>", text)
-    if not m or int(m.group(2)) >= grid * grid:
-        return None
-    r, c = divmod(int(m.group(2)), grid)
-    return (c + 0.5) / grid, (r + 0.5) / grid, m.group(1) == "Positive"
-
-
-AutoConfig.register(MODEL_TYPE, TinySegConfig, exist_ok=True)
-AutoModelForImageTextToText.register(TinySegConfig, TinySegForClicks, exist_ok=True)
-try:  # the processor is a stock LlavaProcessor; map our config to it for AutoProcessor's config fallback
+    After it, ``AutoConfig`` / ``AutoModelForImageTextToText`` / ``AutoProcessor.from_pretrained(folder)``
+    load a saved tiny checkpoint like any stock one. The processor is a stock ``LlavaProcessor``
+    (named in the folder's ``processor_config.json``); registering it for :class:`TinySegConfig`
+    also serves ``AutoProcessor``'s fallback through the model config.
+    """
     from transformers import AutoProcessor, LlavaProcessor
 
+    AutoConfig.register(MODEL_TYPE, TinySegConfig, exist_ok=True)
+    AutoModelForImageTextToText.register(TinySegConfig, TinySegForClicks, exist_ok=True)
     AutoProcessor.register(TinySegConfig, LlavaProcessor, exist_ok=True)
-except Exception:  # pragma: no cover - registration is a convenience only
-    pass
+
+
+register_auto_classes()
+
+__all__ = ["MODEL_TYPE", "TinySegConfig", "TinySegForClicks", "register_auto_classes"]

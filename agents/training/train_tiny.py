@@ -190,13 +190,19 @@ def evaluate(model, batcher: Batcher, grid: int, split: str = "val", n_first: in
     import gymnasium as gym
 
     import segenv  # noqa: F401
-    from agents.mllm.tiny import parse_answer
+    from agents.mllm.prompt import ActionFormat, parse_action_text
     from segenv import render as R
     from segenv.actions import Click
     from segenv.datasets import make_dataset
 
     model.eval()
     t0 = time.time()
+    fmt = ActionFormat("loc", loc_grid=grid)
+
+    def parse_answer(text: str, grid: int):
+        click = parse_action_text(text, fmt).click
+        return None if click is None else (click.x, click.y, click.positive)
+
     ds = make_dataset("shapes", split=split)
     hits, right_obj, invalid_first = 0, 0, 0
     bs = 50
