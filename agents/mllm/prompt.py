@@ -7,6 +7,10 @@ Action text (the model's answer), one line each, the IoU line first when present
     Current IOU: 74
     Positive point: (0.47, 0.27)
 
+The two end actions are one word each (SegAgent's finish option and its "No Object Found"
+option): ``Finish`` (:class:`segenv.actions.Finish`: keep the mask, the episode ends) and
+``No Object Found`` (:class:`segenv.actions.NoObject`: the text refers to nothing here).
+
 Coordinate formats (:class:`ActionFormat`):
 
 * ``"decimal"``: numbers in ``[0, 1)`` with ``decimals`` places (LLaVA variant);
@@ -21,7 +25,10 @@ Parsing follows the released parser and is strict about meaning, lenient about f
 comes from the words "Positive point" / "Negative point" (any case and spacing), the coordinates
 from the first parenthesised pair (or ``<loc_k>`` token) after the LAST ``point:``, trailing text
 is ignored, and anything unreadable or out of range is reported in :attr:`ParsedAction.error`
-(never an exception): the harness then records an invalid step.
+(never an exception): the harness then records an invalid step. A readable point wins; without
+one, the word ``finish`` (as the released loop checks) or ``no object`` (either optionally
+followed by more words, e.g. ``Finished``, ``No Object Found``; any case) gives that end action;
+text with both is ambiguous and unusable.
 
 Qwen's grounding box ``<ref>caption</ref><box>(x1,y1),(x2,y2)</box>``: x before y, integers in
 ``[0, 1000)`` decoded with ``/999`` (:func:`render_box`, :func:`parse_box_text`).
@@ -32,9 +39,9 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from typing import Literal, Optional, Union
+from typing import Literal, Optional
 
-from segenv.actions import BoxPrompt, Click
+from segenv.actions import NO_OBJECT, STOP, Action, BoxPrompt, Click, Finish, NoObject
 
 from .instructions import LLAVA_PROMPT, PROMPT_STYLES, QWEN_PROMPT, QWEN_SYSTEM, build_prompt  # re-exported
 
@@ -42,6 +49,8 @@ CoordFormat = Literal["decimal", "int1000", "loc"]
 CoordOrder = Literal["xy", "yx"]
 COORD_FORMATS = ("decimal", "int1000", "loc")
 COORD_ORDERS = ("xy", "yx")
+FINISH_TEXT = "Finish"
+NO_OBJECT_TEXT = "No Object Found"
 
 
 @dataclass
@@ -100,13 +109,14 @@ class ParsedAction:
     """What a piece of model text means: an action, the predicted IoU, or why it is unusable.
 
     Attributes:
-        action: the :class:`Click` or :class:`BoxPrompt`, or None when unusable.
+        action: the :class:`Click`, :class:`BoxPrompt`, :class:`Finish` or :class:`NoObject`,
+            or None when unusable.
         iou: the predicted IoU as a fraction in [0, 1] (from ``Current IOU: 74``), or None.
         error: why the text gave no action (None when ``action`` is set).
         text: the text that was parsed.
     """
 
-    action: Optional[Union[Click, BoxPrompt]] = None
+    action: Optional[Action] = None
     iou: Optional[float] = None
     error: Optional[str] = None
     text: str = ""
@@ -130,6 +140,10 @@ class ParsedAction:
             return ("click", round(a.x, 6), round(a.y, 6), a.positive)
         if isinstance(a, BoxPrompt):
             return ("box", round(a.x0, 6), round(a.y0, 6), round(a.x1, 6), round(a.y1, 6))
+        if isinstance(a, Finish):
+            return ("finish",)
+        if isinstance(a, NoObject):
+            return ("no_object",)
         return ("invalid", self.error)
 
 
@@ -164,15 +178,21 @@ def render_iou(iou: float) -> str:
     return f"Current IOU: {int(round(float(iou) * 100))}"
 
 
-def render_action(click: Click, fmt: Optional[ActionFormat] = None, iou: Optional[float] = None) -> str:
-    """The action text for ``click``: ``"Current IOU: 74\\nPositive point: (0.47, 0.27)"``.
+def render_action(action: "Click | Finish | NoObject", fmt: Optional[ActionFormat] = None, iou: Optional[float] = None) -> str:
+    """The action text: ``"Current IOU: 74\nPositive point: (0.47, 0.27)"``, ``"Finish"`` or
+    ``"No Object Found"``.
 
-    The IoU line (``iou`` a fraction in [0, 1]) is written when ``iou`` is given.
+    The IoU line (``iou`` a fraction in [0, 1]) is written first when ``iou`` is given.
     """
-    if not isinstance(click, Click):
-        raise TypeError(f"render_action takes a Click, got {type(click).__name__} (use render_box for boxes)")
-    word = "Positive" if click.positive else "Negative"
-    line = f"{word} point: {render_coords(click.x, click.y, fmt)}"
+    if isinstance(action, Click):
+        word = "Positive" if action.positive else "Negative"
+        line = f"{word} point: {render_coords(action.x, action.y, fmt)}"
+    elif isinstance(action, Finish):
+        line = FINISH_TEXT
+    elif isinstance(action, NoObject):
+        line = NO_OBJECT_TEXT
+    else:
+        raise TypeError(f"render_action takes a Click, Finish or NoObject, got {type(action).__name__} (use render_box for boxes)")
     return line if iou is None else f"{render_iou(iou)}\n{line}"
 
 
@@ -193,6 +213,8 @@ _LOC_RE = re.compile(r"<\s*loc_(\d+)\s*>", re.IGNORECASE)
 _BOX_RE = re.compile(r"<box>\s*\(([^()]*)\)\s*,?\s*\(([^()]*)\)\s*</box>", re.IGNORECASE)
 _INT_RE = re.compile(r"^\s*([+-]?\d+)\s*$")
 _FLOAT_RE = re.compile(r"^\s*(" + _NUM + r")\s*$")
+_FINISH_RE = re.compile(r"\bfinish", re.IGNORECASE)
+_NO_OBJECT_RE = re.compile(r"\bno\s+object", re.IGNORECASE)
 
 
 def _snap(v: float, n: Optional[int]) -> float:
@@ -265,7 +287,18 @@ def parse_box_text(text: str) -> ParsedAction:
     x0, x1 = sorted((x0, x1))
     y0, y1 = sorted((y0, y1))
     iou, _ = _parse_iou(text)
+    if x0 == x1 or y0 == y1:
+        return ParsedAction(iou=iou, error=f"box {m.group(0)} has no area (equal corners)", text=text)
     return ParsedAction(action=BoxPrompt(x0, y0, x1, y1), iou=iou, text=text)
+
+
+def _parse_end(text: str) -> "tuple[Optional[Finish | NoObject], Optional[str]]":
+    """``Finish`` / ``NoObject`` from the end words, ignoring any ``<ref>caption</ref>``."""
+    text = re.sub(r"<ref>.*?</ref>", " ", text, flags=re.IGNORECASE | re.DOTALL)
+    finish, no_object = _FINISH_RE.search(text), _NO_OBJECT_RE.search(text)
+    if finish and no_object:
+        return None, "the answer says both 'Finish' and 'No Object Found'"
+    return (STOP if finish else NO_OBJECT if no_object else None), None
 
 
 def parse_action_text(
@@ -275,6 +308,9 @@ def parse_action_text(
     width: Optional[int] = None,
 ) -> ParsedAction:
     """Read a model's answer; never raises on bad text (see the module docstring).
+
+    Precedence: a readable point; else, when the text has no ``point:``, a Qwen ``<box>``;
+    else ``Finish`` / ``No Object Found``; else the reason it is unusable.
 
     With ``height``/``width`` (the image the model looked at), a point is snapped to the centre of
     the pixel ``min(round(v * H), H - 1)`` as in the released evaluation; without them the
@@ -286,12 +322,26 @@ def parse_action_text(
     iou, iou_error = _parse_iou(text)
     if iou_error is not None:
         return ParsedAction(error=iou_error, text=text)
-    points = list(_POINT_RE.finditer(text))
-    if not points:
-        if _BOX_RE.search(text):
-            return parse_box_text(text)
-        return ParsedAction(iou=iou, error="no 'Positive point:' or 'Negative point:' found", text=text)
-    last = points[-1]
+    has_point = _POINT_RE.search(text) is not None
+    if has_point:
+        point = _parse_point(text, fmt, height, width, iou)
+        if point.ok:
+            return point
+    elif _BOX_RE.search(text):
+        return parse_box_text(text)
+    end, end_error = _parse_end(text)
+    if end is not None or end_error is not None:
+        return ParsedAction(action=end, iou=iou, error=end_error, text=text)
+    if has_point:
+        return point
+    return ParsedAction(
+        iou=iou, error="no 'Positive point:', 'Negative point:', 'Finish' or 'No Object Found' found", text=text
+    )
+
+
+def _parse_point(text: str, fmt: ActionFormat, height: Optional[int], width: Optional[int], iou: Optional[float]) -> ParsedAction:
+    """The click after the LAST ``point:`` (its sign from the words just before it)."""
+    last = list(_POINT_RE.finditer(text))[-1]
     sign = _SIGN_RE.search(text[: last.start()])
     if sign is None:
         return ParsedAction(iou=iou, error="the last 'point:' is not preceded by Positive/Negative", text=text)
@@ -320,6 +370,8 @@ def parse_action_text(
 __all__ = [
     "ActionFormat",
     "COORD_FORMATS",
+    "FINISH_TEXT",
+    "NO_OBJECT_TEXT",
     "ParsedAction",
     "PROMPT_STYLES",
     "build_prompt",

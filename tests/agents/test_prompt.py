@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from agents.mllm.prompt import (
@@ -15,7 +15,7 @@ from agents.mllm.prompt import (
     render_action,
     render_box,
 )
-from segenv.actions import BoxPrompt, Click
+from segenv.actions import STOP, BoxPrompt, Click, Finish, NoObject
 
 unit = st.floats(min_value=0.0, max_value=1.0, allow_nan=False)
 clicks = st.builds(Click, unit, unit, st.booleans())
@@ -91,6 +91,7 @@ def test_loc_out_of_grid_is_an_error():
 @settings(max_examples=100, deadline=None)
 @given(a=unit, b=unit, c=unit, d=unit)
 def test_qwen_box_round_trip(a, b, c, d):
+    assume(abs(a - c) > 2 / 999 and abs(b - d) > 2 / 999)  # a box has an area, also on the 999 grid
     box = BoxPrompt(min(a, c), min(b, d), max(a, c), max(b, d))
     text = render_box(box, "the red circle")
     assert text.startswith("<ref>the red circle</ref><box>(")
@@ -106,6 +107,8 @@ def test_qwen_box_decoded_with_999():
     parsed = parse_box_text("<ref>x</ref><box>(0,999),(999,0)</box>")
     assert parsed.action == BoxPrompt(0.0, 0.0, 1.0, 1.0)  # corners sorted
     assert parse_box_text("<box>(0,1000),(5,5)</box>").error is not None
+    flat = parse_box_text("<box>(5,7),(5,90)</box>")  # zero width: an error, not an exception
+    assert flat.action is None and "area" in flat.error
 
 
 @pytest.mark.parametrize(
@@ -194,3 +197,81 @@ def test_qwen_prompt_and_system():
     assert build_prompt("the star", "short") == (None, "the star")
     with pytest.raises(ValueError):
         build_prompt("x", "gpt")
+
+
+# ------------------------------------------------------------------ Finish / No Object Found
+end_actions = st.sampled_from([Finish(), NoObject()])
+formats = st.sampled_from([ActionFormat(), ActionFormat("int1000", "yx"), ActionFormat("loc", loc_grid=7)])
+
+
+@settings(max_examples=100, deadline=None)
+@given(action=end_actions, iou=ious, fmt=formats)
+def test_end_actions_round_trip(action, iou, fmt):
+    text = render_action(action, fmt, iou=iou)
+    assert text.splitlines()[-1] == ("Finish" if isinstance(action, Finish) else "No Object Found")
+    parsed = parse_action_text(text, fmt)
+    assert parsed.ok and parsed.action == action and type(parsed.action) is type(action)
+    assert parsed.key() == (("finish",) if isinstance(action, Finish) else ("no_object",))
+    assert render_action(parsed.action, fmt, iou=parsed.iou) == text
+    if iou is not None:
+        assert abs(parsed.iou - iou) <= 0.005 + 1e-9
+
+
+def test_finish_is_the_harness_stop():
+    assert parse_action_text("Finish").action == STOP  # the env's Finish: what STOP means everywhere
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("finish", Finish()),
+        ("Current IOU: 97\n  FINISH.", Finish()),
+        ("I have finished refining the mask.", Finish()),  # the released loop checks the word only
+        ("No Object Found", NoObject()),
+        ("no   object found in this image", NoObject()),
+        ("Current IOU: 0\nNo object", NoObject()),
+        ("Positive point: (0.1, 0.2)\nFinish", Click(0.1, 0.2, True)),  # a readable point wins
+        ("Negative point: (oops) Finish", Finish()),  # as the released loop: no point, "Finish" in it
+        ("<ref>the finish line</ref><box>(1,2),(30,40)</box>", BoxPrompt(1 / 999, 2 / 999, 30 / 999, 40 / 999)),
+    ],
+)
+def test_end_words_parse(text, expected):
+    parsed = parse_action_text(text)
+    assert parsed.error is None, parsed.error
+    assert parsed.action == expected and type(parsed.action) is type(expected)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Finish, or maybe No Object Found",  # both: ambiguous
+        "refinish",  # not the word
+        "object not found",  # not the option's words
+        "Negative point: (oops)",
+        "<ref>no object here</ref>",  # words inside the caption do not count
+    ],
+)
+def test_end_words_unusable_stay_invalid(text):
+    parsed = parse_action_text(text)
+    assert parsed.action is None and parsed.error
+
+
+def test_render_action_rejects_boxes_and_markers():
+    with pytest.raises(TypeError, match="render_box"):
+        render_action(BoxPrompt(0.1, 0.1, 0.5, 0.5))
+    with pytest.raises(TypeError):
+        render_action(None)
+
+
+@pytest.mark.parametrize("style", ["llava", "qwen"])
+def test_prompts_offer_end_options_only_when_asked(style):
+    plain = build_prompt("the star", style)[1]
+    assert "Finish" not in plain and "No Object Found" not in plain
+    both = build_prompt("the star", style, finish=True, no_object=True)[1]
+    assert "Finish" in both and "No Object Found" in both
+    only = build_prompt("the star", style, no_object=True)[1]
+    assert "No Object Found" in only and "Finish" not in only
+    assert both.endswith(plain[-45:]) and both.startswith(plain[:60])  # the released text around them is kept
+    if style == "llava":
+        assert "\n3. Finish: " in both and "\n4. No Object Found: " in both and "\n3. No Object Found: " in only
+    assert build_prompt("the star", "short", finish=True, no_object=True) == (None, "the star")
