@@ -192,7 +192,8 @@ def render_action(action: "Click | Finish | NoObject", fmt: Optional[ActionForma
     elif isinstance(action, NoObject):
         line = NO_OBJECT_TEXT
     else:
-        raise TypeError(f"render_action takes a Click, Finish or NoObject, got {type(action).__name__} (use render_box for boxes)")
+        kind = type(action).__name__
+        raise TypeError(f"render_action takes a Click, Finish or NoObject, got {kind} (use render_box for boxes)")
     return line if iou is None else f"{render_iou(iou)}\n{line}"
 
 

@@ -124,10 +124,13 @@ def test_malformed_arrays_raise_value_error(action, match):
         parse_action(action)
 
 
+scalars = st.one_of(st.floats(), st.integers(), st.booleans(), st.complex_numbers(), st.text(max_size=3), st.none())
+
+
 @settings(max_examples=500, deadline=None)
 @given(
     st.one_of(
-        st.lists(st.one_of(st.floats(), st.integers(), st.booleans(), st.complex_numbers(), st.text(max_size=3), st.none()), max_size=6),
+        st.lists(scalars, max_size=6),
         st.floats(),
         st.text(max_size=5),
         st.integers(),
@@ -150,14 +153,14 @@ def test_fuzz_parse_is_an_action_or_a_value_error(value):
 
 
 @settings(max_examples=300, deadline=None)
-@given(x=st.one_of(st.floats(), st.integers(), st.text(max_size=3), st.booleans(), st.complex_numbers()), p=st.one_of(st.floats(), st.integers(), st.text(max_size=3), st.booleans()))
+@given(x=scalars, p=scalars)
 def test_fuzz_click_constructor(x, p):
     try:
         c = Click(x, 0.5, p)
     except ValueError:
         return
     assert isinstance(x, (int, float)) and not isinstance(x, bool) and 0.0 <= x <= 1.0
-    assert (isinstance(p, bool) or p in (0, 1)) and c.positive is bool(p)
+    assert isinstance(p, (bool, int, float)) and p in (0, 1) and c.positive is bool(p)
 
 
 def test_end_action_names():

@@ -10,7 +10,7 @@ from gymnasium.utils.env_checker import check_env
 import segenv  # noqa: F401  (registers the env ids)
 from segenv.actions import INVALID, NO_OBJECT, STOP, BoxPrompt, Click, Finish, NoObject
 from segenv.datasets import make_dataset
-from segenv.rollout import StepRecord, Trajectory, run_episode, run_episodes, run_vector, summarize
+from segenv.rollout import StepRecord, Trajectory, run_episode, run_vector, summarize
 
 
 class DiskSegmenter:
