@@ -192,6 +192,9 @@ class TinySegForClicks(TinySegPreTrainedModel, GenerationMixin):
     """Word tokens + CNN image tokens -> prefix-LM transformer -> LM logits with a pointer readout."""
 
     _tied_weights_keys = {"lm_head.weight": "embed_tokens.weight"}
+    # ``forward``'s loss is a mean over answer tokens (it ignores ``num_items_in_batch``): tells
+    # transformers' Trainer to average over gradient-accumulation steps itself
+    accepts_loss_kwargs = False
 
     def __init__(self, config: TinySegConfig) -> None:
         super().__init__(config)

@@ -1,41 +1,98 @@
-"""The tiny pointer VLM's training data: empty-mask first clicks and oracle GrabCut rollouts, cached as ``.npz``.
+"""The tiny pointer VLM's training examples: observations labelled with one grid-cell click.
 
-Run::
+Two kinds, each saved as ONE Hugging Face dataset (``datasets.load_from_disk(out)`` opens it):
 
-    python -m agents.training.tiny_data --kind first --start 0 --stop 14000 --chunk 2000 --out /tmp/tinycache/first_train.npz
+* ``"first"``: empty-mask observations of dataset items (the overlay of an empty mask is the
+  image itself, so no segmenter call is needed), labelled with the oracle's first click;
+* ``"later"``: states of oracle episodes run through the rollout harness
+  (:func:`segenv.rollout.run_episode`, the env's segmenter answering) from the initial states
+  ``initial_states`` (one drawn per item, seeded), one example per step that strictly improves
+  the IoU: the observation *before* the step. The first step of an empty start is left out (it is
+  a ``"first"`` example). With ``later_labels="target"`` these observations are relabelled
+  "positive click on the target's deepest cell" (the shipped tiny model's recipe:
+  ``docs/tiny_vlm.md``).
 
-Labels are grid cells: the oracle (``segenv.clicker.next_click``) decides the sign; the cell is
-the grid cell whose *centre* lies deepest inside the error region of that sign (so the decoded
-click, at the cell centre, always lands in the right region), falling back to the oracle pixel's
-cell.
+Labels are grid cells (:func:`label_cell`): the oracle (:func:`segenv.clicker.next_click`)
+decides the sign; the cell is the one whose *centre* lies deepest inside the error region of that
+sign, so the decoded click (the cell centre) lands in the right region; the oracle pixel's cell is
+the fallback. The later-click agent clicks those cell centres (:class:`CellOracle`).
+
+Columns: ``image`` (``datasets.Image``, RGB at the model's input size, PIL bicubic like its
+processor), ``text``, ``positive``, ``cell`` (``row * G + col``), ``sample_index``, ``step``,
+``kind``. Run::
+
+    python -m agents.training.tiny_data --kind first --stop 14000 --out /tmp/tinycache/first_train
+    python -m agents.training.tiny_data --kind later --stop 1250 --out /tmp/tinycache/later_train
 """
 
 from __future__ import annotations
 
-import argparse
-import os
-import time
-from typing import Optional
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Optional
 
 import numpy as np
+import numpy.typing as npt
 
+from segenv.actions import Click
 from segenv.clicker import next_click, padded_distance
+from segenv.rollout import STOP
 
-OBS_SIZE = 224  # the env observation size the tiny model is trained on
-
-
-# ----------------------------------------------------------------------------- data
-def prep_image(overlay: np.ndarray, size: int) -> np.ndarray:
-    """The uint8 image the processor feeds the model (PIL bicubic resize, like the processor)."""
-    from PIL import Image
-
-    if overlay.shape[0] == size and overlay.shape[1] == size:
-        return np.ascontiguousarray(overlay)
-    return np.asarray(Image.fromarray(overlay).resize((size, size), Image.BICUBIC))
+log = logging.getLogger(__name__)
+KINDS = ("first", "later")
 
 
-def label_cell(gt: np.ndarray, pred: np.ndarray, grid: int) -> Optional[tuple[bool, int]]:
-    """``(positive, cell)`` for the oracle's next click on a ``grid x grid`` cell grid, or None."""
+@dataclass
+class TinyDataConfig:
+    """What :func:`build_examples` makes.
+
+    Attributes:
+        out: folder the dataset is saved to (``save_to_disk``); empty: not saved.
+        kind: ``"first"`` or ``"later"`` (module docstring).
+        env_id, split: the env and dataset split the items come from.
+        start, stop: item indices ``start .. stop - 1`` (clipped to the split's length).
+        grid: ``G`` of the ``G x G`` label grid (the model's ``loc_grid``).
+        image_size: the model's input side (images are stored at that size).
+        obs_size: the env observation side the images are rendered at first.
+        max_clicks: clicks per later-click episode.
+        initial_states: initial states drawn from (uniformly, per item) for later-click episodes.
+        later_labels: ``"oracle"`` (the cell oracle's click) or ``"target"`` (a positive click on
+            the target's deepest cell, whatever the mask) for later-click examples.
+        seed: seeds that draw and the episodes' reset seeds.
+        progress: show a progress bar.
+    """
+
+    out: str = ""
+    kind: str = "first"
+    env_id: str = "SegAgent-Shapes-v0"
+    split: str = "train"
+    start: int = 0
+    stop: int = 20000
+    grid: int = 14
+    image_size: int = 112
+    obs_size: int = 224
+    max_clicks: int = 5
+    initial_states: list[str] = field(default_factory=lambda: ["empty", "empty", "box", "points"])
+    later_labels: str = "oracle"
+    seed: int = 0
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}, got {self.kind!r}")
+        if not 0 <= self.start <= self.stop:
+            raise ValueError(f"need 0 <= start <= stop, got start={self.start} stop={self.stop}")
+        if self.later_labels not in ("oracle", "target"):
+            raise ValueError(f"later_labels must be 'oracle' or 'target', got {self.later_labels!r}")
+        if self.grid < 1 or self.image_size < 16 or self.max_clicks < 1 or not self.initial_states:
+            raise ValueError("grid >= 1, image_size >= 16, max_clicks >= 1 and some initial_states are needed")
+
+
+def label_cell(gt: npt.NDArray[np.bool_], pred: npt.NDArray[np.bool_], grid: int) -> Optional[tuple[bool, int]]:
+    """``(positive, cell)`` for the oracle's next click on a ``grid x grid`` cell grid, or None.
+
+    ``gt``, ``pred``: HxW bool masks at the same resolution.
+    """
     click = next_click(gt, pred)
     if click is None:
         return None
@@ -53,101 +110,148 @@ def label_cell(gt: np.ndarray, pred: np.ndarray, grid: int) -> Optional[tuple[bo
 
 
 def cell_to_xy(cell: int, grid: int) -> tuple[float, float]:
+    """The normalised ``(x, y)`` centre of grid cell ``cell`` (row-major)."""
     r, c = divmod(int(cell), grid)
     return (c + 0.5) / grid, (r + 0.5) / grid
 
 
-def gen_first_clicks(split: str, start: int, stop: int, grid: int, img_size: int) -> dict:
-    """Empty-mask first-click examples for dataset items ``start..stop``."""
-    from segenv import render as R
-    from segenv.datasets import make_dataset
+def prep_image(image: npt.NDArray[np.uint8], size: int) -> npt.NDArray[np.uint8]:
+    """HxWx3 uint8 -> ``size x size`` (PIL bicubic, as the tiny model's processor resizes)."""
+    from PIL import Image
 
-    ds = make_dataset("shapes", split=split)
-    imgs, texts, pos, cells, idx = [], [], [], [], []
-    for i in range(start, min(stop, len(ds))):
-        s = ds[i]
-        obs = R.resize_image(s.image, OBS_SIZE)
-        lab = label_cell(s.mask, np.zeros_like(s.mask), grid)
-        if lab is None:
-            continue
-        imgs.append(prep_image(obs, img_size))
-        texts.append(s.text)
-        pos.append(lab[0])
-        cells.append(lab[1])
-        idx.append(i)
-    return {"images": np.stack(imgs), "texts": np.array(texts), "positive": np.array(pos, bool),
-            "cells": np.array(cells, np.int64), "index": np.array(idx, np.int64), "step": np.zeros(len(idx), np.int64)}
+    if image.shape[:2] == (size, size):
+        return np.ascontiguousarray(image)
+    return np.asarray(Image.fromarray(image).resize((size, size), Image.BICUBIC))
 
 
-def gen_rollouts(split: str, start: int, stop: int, grid: int, img_size: int, max_clicks: int = 5,
-                 initial_states=("empty", "empty", "box", "points"), seed: int = 0) -> dict:
-    """Oracle GrabCut episodes; keeps steps >= 2 (or any step after a box/points start) that improve IoU."""
+class CellOracle:
+    """The oracle clicking grid-cell centres (:func:`label_cell`); an agent for the rollout harness.
+
+    ``label`` is the ``(positive, cell)`` of its last action and ``iou`` the IoU it was taken at;
+    ``STOP`` (``Finish``) when the clicker has nothing left to fix.
+    """
+
+    needs_gt = True
+
+    def __init__(self, grid: int) -> None:
+        self.grid = grid
+        self.label: Optional[tuple[bool, int]] = None
+        self.iou = 0.0
+
+    def reset(self, obs: dict, info: dict) -> None:
+        self.label, self.iou = None, float(info["iou"])
+
+    def act(self, obs: dict, info: dict) -> Any:
+        self.label = label_cell(np.asarray(info["gt_mask"], bool), np.asarray(info["pred_mask"], bool), self.grid)
+        self.iou = float(info["iou"])
+        if self.label is None:
+            return STOP
+        x, y = cell_to_xy(self.label[1], self.grid)
+        return Click(x, y, self.label[0])
+
+
+def _make_env(config: TinyDataConfig, initial_state: str) -> Any:
     import gymnasium as gym
 
-    import segenv  # noqa: F401  (registers the env)
-    from segenv.actions import Click
+    import segenv  # noqa: F401  (registers the env ids)
 
-    envs = {st: gym.make("SegAgent-Shapes-v0", split=split, max_clicks=max_clicks, image_size=OBS_SIZE,
-                         initial_state=st).unwrapped for st in set(initial_states)}
-    rng = np.random.default_rng(seed + start)
-    imgs, texts, pos, cells, idx, steps = [], [], [], [], [], []
-    for i in range(start, stop):
-        st = initial_states[int(rng.integers(len(initial_states)))]
-        env = envs[st]
-        obs, info = env.reset(seed=int(seed * 100003 + i), options={"index": i})
-        for k in range(max_clicks):
-            lab = label_cell(info["gt_mask"], info["pred_mask"], grid)
-            if lab is None:
-                break
-            before = info["iou"]
-            x, y = cell_to_xy(lab[1], grid)
-            obs2, _, term, trunc, info2 = env.step(Click(x, y, lab[0]))
-            if info2["iou"] > before + 1e-6 and (k > 0 or st != "empty"):
-                imgs.append(prep_image(obs["overlay"], img_size))
-                texts.append(obs["text"])
-                pos.append(lab[0])
-                cells.append(lab[1])
-                idx.append(i)
-                steps.append(k)
-            obs, info = obs2, info2
-            if term or trunc:
-                break
-    return {"images": np.stack(imgs), "texts": np.array(texts), "positive": np.array(pos, bool),
-            "cells": np.array(cells, np.int64), "index": np.array(idx, np.int64), "step": np.array(steps, np.int64)}
+    return gym.make(config.env_id, split=config.split, max_clicks=config.max_clicks, image_size=config.obs_size,
+                    initial_state=initial_state)
 
 
-def merge(parts: list[dict]) -> dict:
-    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+def first_click_examples(config: TinyDataConfig) -> list[dict]:
+    """Empty-mask examples of items ``start .. stop - 1`` (no segmenter call)."""
+    from tqdm.auto import tqdm
+
+    from segenv import render as R
+
+    env = _make_env(config, "empty")
+    dataset = env.unwrapped.dataset
+    rows = []
+    for i in tqdm(range(config.start, min(config.stop, len(dataset))), desc="first clicks", disable=not config.progress):
+        sample = dataset[i]
+        label = label_cell(sample.mask, np.zeros_like(sample.mask), config.grid)
+        if label is None:  # an empty target: no click to learn
+            continue
+        image = prep_image(R.resize_image(sample.image, config.obs_size), config.image_size)
+        rows.append({"image": image, "text": sample.text, "positive": label[0], "cell": label[1],
+                     "sample_index": i, "step": 0, "kind": "first"})
+    env.close()
+    return rows
 
 
-def make_data_main(argv=None) -> None:
-    """``python -m agents.training.train_tiny data --kind first|rollout --start A --stop B --out F``."""
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--kind", choices=["first", "rollout"], required=True)
-    ap.add_argument("--split", default="train")
-    ap.add_argument("--start", type=int, default=0)
-    ap.add_argument("--stop", type=int, default=20000)
-    ap.add_argument("--grid", type=int, default=14)
-    ap.add_argument("--img-size", type=int, default=112)
-    ap.add_argument("--chunk", type=int, default=500)
-    ap.add_argument("--out", required=True)
-    a = ap.parse_args(argv)
-    t0 = time.time()
-    parts = []
-    for s in range(a.start, a.stop, a.chunk):
-        e = min(s + a.chunk, a.stop)
-        if a.kind == "first":
-            parts.append(gen_first_clicks(a.split, s, e, a.grid, a.img_size))
-        else:
-            parts.append(gen_rollouts(a.split, s, e, a.grid, a.img_size))
-        d = merge(parts)
-        tmp = a.out + ".tmp.npz"
-        np.savez(tmp, **d)
-        os.replace(tmp, a.out)  # a usable partial file at every chunk
-        print(f"[data {a.kind}] {e - a.start}/{a.stop - a.start} items -> {len(d['cells'])} examples "
-              f"({time.time() - t0:.0f}s)", flush=True)
+def later_click_examples(config: TinyDataConfig) -> list[dict]:
+    """Examples from :class:`CellOracle` episodes through the rollout harness (module docstring)."""
+    from tqdm.auto import tqdm
+
+    from segenv.rollout import run_episode
+
+    envs = {state: _make_env(config, state) for state in set(config.initial_states)}
+    rng = np.random.default_rng(config.seed + config.start)
+    agent = CellOracle(config.grid)
+    rows: list[dict] = []
+    stop = min(config.stop, len(next(iter(envs.values())).unwrapped.dataset))
+    for i in tqdm(range(config.start, stop), desc="later clicks", disable=not config.progress):
+        state = config.initial_states[int(rng.integers(len(config.initial_states)))]
+        kept: list[int] = []
+        target = None
+        if config.later_labels == "target":
+            gt = envs[state].unwrapped.dataset[i].mask
+            target = label_cell(gt, np.zeros_like(gt), config.grid)
+
+        def keep(obs_before: dict, record: Any, info_after: dict, state: str = state, kept: list = kept,
+                 target: Optional[tuple[bool, int]] = target) -> None:
+            step = len(kept)
+            kept.append(step)
+            if agent.label is None or record.invalid or record.iou <= agent.iou + 1e-6:
+                return
+            if step == 0 and state == "empty":
+                return
+            positive, cell = agent.label if target is None else (True, target[1])
+            rows.append({"image": prep_image(np.asarray(obs_before["overlay"]), config.image_size),
+                         "text": str(obs_before["text"]), "positive": positive, "cell": cell,
+                         "sample_index": i, "step": step, "kind": "later"})
+
+        run_episode(agent, envs[state], seed=int(config.seed * 100003 + i), index=i, catch_agent_errors=False,
+                    on_step=keep)
+    for env in envs.values():
+        env.close()
+    return rows
 
 
+def features():
+    """The ``datasets.Features`` of the examples."""
+    from datasets import Features, Image, Value
+
+    return Features({"image": Image(), "text": Value("string"), "positive": Value("bool"), "cell": Value("int64"),
+                     "sample_index": Value("int64"), "step": Value("int32"), "kind": Value("string")})
+
+
+def build_examples(config: TinyDataConfig):
+    """The examples of ``config`` as a ``datasets.Dataset`` (saved to ``config.out`` if set)."""
+    from datasets import Dataset
+
+    rows = first_click_examples(config) if config.kind == "first" else later_click_examples(config)
+    feats = features()
+    ds = Dataset.from_dict({k: [r[k] for r in rows] for k in feats}, features=feats)
+    if config.out:
+        ds.save_to_disk(config.out)
+        log.info("%d %s-click examples -> %s", len(ds), config.kind, config.out)
+    return ds
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    from transformers import HfArgumentParser
+
+    (config,) = HfArgumentParser(TinyDataConfig).parse_args_into_dataclasses(args=argv)
+    if not config.out:
+        raise SystemExit("give --out (the folder the examples are saved to)")
+    logging.basicConfig(level=logging.INFO)
+    build_examples(config)
+
+
+__all__ = ["CellOracle", "TinyDataConfig", "build_examples", "cell_to_xy", "features", "first_click_examples",
+           "label_cell", "later_click_examples", "prep_image"]
 
 if __name__ == "__main__":
-    make_data_main()
+    main()

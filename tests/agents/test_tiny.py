@@ -102,6 +102,41 @@ def test_pointer_logits_shape(loaded):
     assert ptr.shape == (b, t, g2)
 
 
+def test_train_tiny_few_steps_lower_the_loss_and_evaluate_through_the_harness(tmp_path):
+    """train_tiny: examples -> trl (the model's own loss) for a few steps -> harness evaluation -> checkpoint."""
+    pytest.importorskip("trl")
+    from agents.training.tiny_data import TinyDataConfig, build_examples
+    from agents.training.train_tiny import TinyTrainConfig, train
+
+    first = build_examples(TinyDataConfig(out=str(tmp_path / "first"), kind="first", stop=8, progress=False))
+    assert len(first) == 8 and first[0]["image"].size == (112, 112) and set(first["kind"]) == {"first"}
+    small = {k: (list(v) if isinstance(v, tuple) else v) for k, v in SMALL.items()}
+    config = TinyTrainConfig(out=str(tmp_path / "run"), first_data=str(tmp_path / "first"), max_steps=15, batch_size=4,
+                             lr=3e-3, warmup_steps=1, log_every=1, eval_episodes=2, max_clicks=2, threads=1,
+                             flip_aug=True, **small)
+    history = train(config)
+    losses = [r["loss"] for r in history["train"]]
+    assert len(losses) == 15
+    assert np.mean(losses[-3:]) < 0.8 * np.mean(losses[:2]), losses
+    (result,) = history["eval"]  # evaluated once, at the end, on 2 harness episodes of 2 clicks
+    assert result["episodes"] == 2 and len(result["miou"]) == 2 and 0.0 <= result["invalid_rate"] <= 1.0
+    model = AutoModelForImageTextToText.from_pretrained(config.out)  # the best (here: only) checkpoint
+    assert type(model).__name__ == "TinySegForClicks" and model.config.hidden_size == 32
+    assert (Path(config.out) / "training_history.json").exists() and (Path(config.out) / "learning_curve.png").exists()
+
+
+def test_later_click_examples_come_from_harness_episodes():
+    """Observations before each strictly improving cell-oracle click, labelled with that click."""
+    from agents.training.tiny_data import TinyDataConfig, build_examples, cell_to_xy
+
+    ds = build_examples(TinyDataConfig(kind="later", stop=6, max_clicks=3, progress=False))
+    assert len(ds) > 0 and set(ds["kind"]) == {"later"}
+    assert all(0 <= c < 14 * 14 for c in ds["cell"]) and all(s <= 2 for s in ds["step"])
+    target = build_examples(TinyDataConfig(kind="later", stop=6, max_clicks=3, later_labels="target", progress=False))
+    assert all(target["positive"]) and target["sample_index"] == ds["sample_index"]
+    assert cell_to_xy(15, 14) == pytest.approx((1.5 / 14, 1.5 / 14))
+
+
 def test_trl_trains_it_with_the_models_own_loss(saved, tmp_path):
     """trl's default fused LM head multiplies backbone states by one output matrix, which a
     per-image pointer is not: the SFT module picks the trainer whose loss is the model's own."""
