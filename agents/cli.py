@@ -7,8 +7,12 @@
     segagent train sft --model ckpt/tiny --data runs/traces --out runs/sft --steps 200
     segagent bench --agent oracle --env SegAgent-Shapes-v0 ...    # agents.evaluate (= benchmarks/run.py)
 
-Each subcommand only parses flags into a config dataclass and calls the library function
-(:func:`agents.training.traces.generate_traces`, :func:`agents.training.sft.train_sft`).
+Each subcommand is ONE dataclass (:class:`TracesCommand`, :class:`SFTCommand`,
+:class:`agents.evaluate.EvalArgs`): its fields are the flags, with their defaults and help in one
+place, and the parser is generated from it (:mod:`agents.cliargs`, as transformers'
+``HfArgumentParser``). The command then calls the library function
+(:func:`agents.training.traces.generate_traces`, :func:`agents.training.sft.train_sft`,
+:func:`agents.evaluate.evaluate`); ``to_config()`` maps the flags onto the library's config.
 """
 
 from __future__ import annotations
@@ -17,160 +21,179 @@ import argparse
 import json
 import logging
 import sys
-from typing import Optional, Sequence
+from dataclasses import dataclass
+from typing import Any, Callable, Literal, Optional, Sequence
+
+from agents.cliargs import add_dataclass_arguments, arg, build_or_exit, required
+from agents.evaluate import EvalArgs, evaluate
 
 
-def _floats(text: str) -> tuple[float, ...]:
-    try:
-        return tuple(float(v) for v in text.split(","))
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from exc
+@dataclass(kw_only=True)
+class TracesCommand:
+    """Generate oracle traces (D_traj) for SFT."""
+
+    out: str = required("output folder")
+    env: str = arg("SegAgent-Shapes-v0", "env id")
+    split: str = arg("train", "dataset split")
+    episodes: Optional[int] = arg(None, "number of samples (default: the whole split)")
+    start_index: int = arg(0, "first sample index")
+    shard: Optional[int] = arg(None, "this process's shard (default: $RANK or 0)")
+    num_shards: Optional[int] = arg(None, "number of shards (default: $WORLD_SIZE or 1)")
+    max_clicks: int = arg(20, "clicks per trace at most")
+    target_iou: float = arg(0.98, "a trace ends once IoU reaches this")
+    seed: int = arg(0, "seeds initial states, resets and tie-breaks")
+    chunk_size: int = arg(64, "samples per atomically written chunk")
+    image_size: Optional[int] = arg(None, "observation size S (env image_size; default: the env's)")
+    initial_mix: tuple[float, ...] = arg((0.6, 0.2, 0.2), "fractions of the initial states empty,box,points")
+    env_kwargs: dict = arg({}, "extra gym.make kwargs as a JSON object")
+    tie_break: Literal["first", "random"] = arg("first", "the oracle's tie-break (first = RITM, random = FocSAM)")
+    store_images: bool = arg(True, "do not store images: regenerate them from the dataset on load")
+    merge: bool = arg(True, "do not merge shards when all are done")
+    merge_only: bool = arg(False, "only merge finished shards of --out")
+    progress: bool = arg(True, "no progress bar")
+
+    def to_config(self):
+        """The :class:`agents.training.traces.TraceConfig` these flags describe."""
+        from agents.training.traces import TraceConfig
+
+        env_kwargs = dict(self.env_kwargs)
+        if self.image_size is not None:
+            env_kwargs["image_size"] = self.image_size
+        return TraceConfig(
+            out=self.out,
+            env_id=self.env,
+            split=self.split,
+            env_kwargs=env_kwargs,
+            episodes=self.episodes,
+            start_index=self.start_index,
+            max_clicks=self.max_clicks,
+            target_iou=self.target_iou,
+            initial_mix=self.initial_mix,
+            seed=self.seed,
+            shard=self.shard,
+            num_shards=self.num_shards,
+            chunk_size=self.chunk_size,
+            store_images=self.store_images,
+            tie_break=self.tie_break,
+            merge=self.merge,
+            progress=self.progress,
+        )
 
 
-def _json_dict(text: str) -> dict:
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r}: {exc}") from exc
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r}")
-    return value
+@dataclass(kw_only=True)
+class SFTCommand:
+    """Supervised fine-tuning on traces (trl SFTTrainer)."""
 
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="segagent", description="SegAgent: referring segmentation by clicks.")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    tr = sub.add_parser("traces", help="generate oracle traces (D_traj) for SFT")
-    tr.add_argument("--env", default="SegAgent-Shapes-v0", help="env id (default %(default)s)")
-    tr.add_argument("--split", default="train")
-    tr.add_argument("--episodes", type=int, default=None, help="number of samples (default: the whole split)")
-    tr.add_argument("--start-index", type=int, default=0)
-    tr.add_argument("--out", required=True, help="output folder")
-    tr.add_argument("--shard", type=int, default=None, help="this process's shard (default: $RANK or 0)")
-    tr.add_argument("--num-shards", type=int, default=None, help="number of shards (default: $WORLD_SIZE or 1)")
-    tr.add_argument("--max-clicks", type=int, default=20)
-    tr.add_argument("--target-iou", type=float, default=0.98)
-    tr.add_argument("--seed", type=int, default=0)
-    tr.add_argument("--chunk-size", type=int, default=64)
-    tr.add_argument("--image-size", type=int, default=None, help="observation size S (env image_size)")
-    tr.add_argument("--initial-mix", type=_floats, default=(0.6, 0.2, 0.2), help="fractions empty,box,points")
-    tr.add_argument("--env-kwargs", type=_json_dict, default={}, help='extra gym.make kwargs as JSON')
-    tr.add_argument("--tie-break", choices=("first", "random"), default="first")
-    tr.add_argument("--no-store-images", action="store_true", help="regenerate images from the dataset on load")
-    tr.add_argument("--no-merge", action="store_true", help="do not merge shards when all are done")
-    tr.add_argument("--merge-only", action="store_true", help="only merge finished shards of --out")
-    tr.add_argument("--no-progress", action="store_true")
-
-    train = sub.add_parser("train", help="training")
-    tsub = train.add_subparsers(dest="trainer", required=True)
-    sft = tsub.add_parser("sft", help="supervised fine-tuning on traces (trl SFTTrainer)")
-    sft.add_argument("--model", required=True, help="local checkpoint folder to start from")
-    sft.add_argument("--data", required=True, help="trace folder (from `segagent traces`)")
-    sft.add_argument("--out", required=True, help="output folder for the fine-tuned model")
-    sft.add_argument("--steps", type=int, default=-1, help="optimiser steps (default: --epochs)")
-    sft.add_argument("--epochs", type=float, default=2.0)
-    sft.add_argument("--lr", type=float, default=1e-5)
-    sft.add_argument("--scheduler", default="cosine")
-    sft.add_argument("--warmup-steps", type=float, default=0)
-    sft.add_argument("--batch-size", type=int, default=8, help="per device")
-    sft.add_argument("--grad-accum", type=int, default=1)
-    sft.add_argument("--coord-format", choices=("decimal", "int1000", "loc"), default=None,
-                     help="default: the checkpoint's segagent_coord_format or decimal")
-    sft.add_argument("--coord-order", choices=("xy", "yx"), default=None)
-    sft.add_argument("--loc-grid", type=int, default=None)
-    sft.add_argument("--iou-line", action="store_true", help="targets start with 'Current IOU: N' (PRM)")
-    sft.add_argument("--prompt-style", choices=("llava", "qwen", "short"), default=None)
-    sft.add_argument("--overlay-color", default="green")
-    sft.add_argument("--max-samples", type=int, default=None)
-    sft.add_argument("--freeze-vision", action="store_true")
-    sft.add_argument("--loss-from", choices=("auto", "trl", "model"), default="auto")
-    sft.add_argument("--logging-steps", type=int, default=1)
-    sft.add_argument("--save-steps", type=int, default=0, help="checkpoint every N steps (0: only at the end)")
-    sft.add_argument("--seed", type=int, default=0)
-    sft.add_argument("--sft-kwargs", type=_json_dict, default={}, help="extra trl.SFTConfig fields as JSON")
-
-    sub.add_parser("bench", help="evaluate an agent (arguments go to agents.evaluate, as benchmarks/run.py)", add_help=False)
-    return parser
-
-
-def _cmd_traces(args: argparse.Namespace) -> int:
-    from agents.training.traces import TraceConfig, generate_traces, merge
-
-    if args.merge_only:
-        print(merge(args.out))
-        return 0
-    env_kwargs = dict(args.env_kwargs)
-    if args.image_size is not None:
-        env_kwargs["image_size"] = args.image_size
-    config = TraceConfig(
-        out=args.out,
-        env_id=args.env,
-        split=args.split,
-        env_kwargs=env_kwargs,
-        episodes=args.episodes,
-        start_index=args.start_index,
-        max_clicks=args.max_clicks,
-        target_iou=args.target_iou,
-        initial_mix=args.initial_mix,
-        seed=args.seed,
-        shard=args.shard,
-        num_shards=args.num_shards,
-        chunk_size=args.chunk_size,
-        store_images=not args.no_store_images,
-        tie_break=args.tie_break,
-        merge=not args.no_merge,
-        progress=not args.no_progress,
+    model: str = required("local checkpoint folder to start from")
+    data: str = required("trace folder (from `segagent traces`)")
+    out: str = required("output folder for the fine-tuned model")
+    steps: int = arg(-1, "optimiser steps; <= 0: train for --epochs")
+    epochs: float = arg(2.0, "epochs when --steps <= 0")
+    lr: float = arg(1e-5, "learning rate")
+    scheduler: str = arg("cosine", "learning-rate schedule (transformers' lr_scheduler_type)")
+    warmup_steps: float = arg(0, "learning-rate warm-up steps")
+    batch_size: int = arg(8, "samples per device per step")
+    grad_accum: int = arg(1, "gradient accumulation steps")
+    coord_format: Optional[Literal["decimal", "int1000", "loc"]] = arg(
+        None, "target coordinates (default: the checkpoint's segagent_coord_format or decimal)"
     )
-    print(generate_traces(config))
+    coord_order: Optional[Literal["xy", "yx"]] = arg(None, "axis order (default: the checkpoint's or xy)")
+    loc_grid: Optional[int] = arg(None, "loc format: grid cells per side (default: the checkpoint's)")
+    iou_line: bool = arg(False, "targets start with 'Current IOU: N' (the PRM line)")
+    prompt_style: Optional[Literal["llava", "qwen", "short"]] = arg(None, "prompt (default: the checkpoint's or llava)")
+    overlay_color: str = arg("green", "overlay colour of the training images")
+    max_samples: Optional[int] = arg(None, "use only the first N steps of the data (default: all)")
+    freeze_vision: bool = arg(False, "freeze the vision tower")
+    loss_from: Literal["auto", "trl", "model"] = arg("auto", "which loss to train on (see SFTRunConfig)")
+    logging_steps: int = arg(1, "log every N steps")
+    save_steps: int = arg(0, "checkpoint every N steps (0: only at the end)")
+    seed: int = arg(0, "trainer seed")
+    sft_kwargs: dict = arg({}, "extra trl.SFTConfig fields as a JSON object")
+
+    def to_config(self):
+        """The :class:`agents.training.sft.SFTRunConfig` these flags describe."""
+        from agents.mllm.prompt import ActionFormat
+        from agents.training.sft import SFTRunConfig
+
+        fmt = None
+        overrides = {
+            k: v
+            for k, v in (("coord_format", self.coord_format), ("coord_order", self.coord_order), ("loc_grid", self.loc_grid))
+            if v is not None
+        }
+        if self.iou_line:
+            overrides["iou_line"] = True
+        if overrides:
+            fmt = _format_with_model_defaults(self.model, overrides, ActionFormat)
+        return SFTRunConfig(
+            model_path=self.model,
+            data=self.data,
+            output_dir=self.out,
+            max_steps=self.steps,
+            num_train_epochs=self.epochs,
+            learning_rate=self.lr,
+            lr_scheduler_type=self.scheduler,
+            warmup_steps=self.warmup_steps,
+            per_device_train_batch_size=self.batch_size,
+            gradient_accumulation_steps=self.grad_accum,
+            action_format=fmt,
+            prompt_style=self.prompt_style,
+            overlay_color=self.overlay_color,
+            max_samples=self.max_samples,
+            freeze_vision=self.freeze_vision,
+            loss_from=self.loss_from,
+            logging_steps=self.logging_steps,
+            save_strategy="steps" if self.save_steps > 0 else "no",
+            save_steps=max(1, self.save_steps),
+            seed=self.seed,
+            sft_kwargs=self.sft_kwargs,
+        )
+
+
+def _cmd_traces(cmd: TracesCommand) -> int:
+    from agents.training.traces import generate_traces, merge
+
+    if cmd.merge_only:
+        print(merge(cmd.out))
+        return 0
+    print(generate_traces(cmd.to_config()))
     return 0
 
 
-def _cmd_train_sft(args: argparse.Namespace) -> int:
-    from agents.mllm.prompt import ActionFormat
-    from agents.training.sft import SFTRunConfig, train_sft
+def _cmd_train_sft(cmd: SFTCommand) -> int:
+    from agents.training.sft import train_sft
 
-    fmt = None
-    if any(v is not None for v in (args.coord_format, args.coord_order, args.loc_grid)) or args.iou_line:
-        fmt_kwargs = {
-            k: v
-            for k, v in (("coord_format", args.coord_format), ("coord_order", args.coord_order), ("loc_grid", args.loc_grid))
-            if v is not None
-        }
-        if args.iou_line:
-            fmt_kwargs["iou_line"] = True
-        fmt = _format_with_model_defaults(args.model, fmt_kwargs, ActionFormat)
-    config = SFTRunConfig(
-        model_path=args.model,
-        data=args.data,
-        output_dir=args.out,
-        max_steps=args.steps,
-        num_train_epochs=args.epochs,
-        learning_rate=args.lr,
-        lr_scheduler_type=args.scheduler,
-        warmup_steps=args.warmup_steps,
-        per_device_train_batch_size=args.batch_size,
-        gradient_accumulation_steps=args.grad_accum,
-        action_format=fmt,
-        prompt_style=args.prompt_style,
-        overlay_color=args.overlay_color,
-        max_samples=args.max_samples,
-        freeze_vision=args.freeze_vision,
-        loss_from=args.loss_from,
-        logging_steps=args.logging_steps,
-        save_strategy="steps" if args.save_steps > 0 else "no",
-        save_steps=max(1, args.save_steps),
-        seed=args.seed,
-        sft_kwargs=args.sft_kwargs,
-    )
-    result = train_sft(config)
+    result = train_sft(cmd.to_config())
     losses = [h["loss"] for h in result["history"]]
     summary = {"output_dir": result["output_dir"], "steps_logged": len(losses)}
     if losses:
         summary.update(first_loss=losses[0], last_loss=losses[-1])
     print(json.dumps(summary))
     return 0
+
+
+def _cmd_bench(args: EvalArgs) -> int:
+    evaluate(args)
+    return 0
+
+
+def _add_command(sub, name: str, cls: type, run: Callable[[Any], int], help: str) -> None:
+    """A subcommand whose flags are generated from the dataclass ``cls`` and which calls ``run``."""
+    p = sub.add_parser(name, help=help, description=cls.__doc__)
+    add_dataclass_arguments(p, cls)
+    p.set_defaults(_command=cls, _run=run, _parser=p)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="segagent", description="SegAgent: referring segmentation by clicks.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_command(sub, "traces", TracesCommand, _cmd_traces, "generate oracle traces (D_traj) for SFT")
+    train = sub.add_parser("train", help="training")
+    tsub = train.add_subparsers(dest="trainer", required=True)
+    _add_command(tsub, "sft", SFTCommand, _cmd_train_sft, "supervised fine-tuning on traces (trl SFTTrainer)")
+    _add_command(sub, "bench", EvalArgs, _cmd_bench, "evaluate an agent (the flags of benchmarks/run.py)")
+    return parser
 
 
 def _format_with_model_defaults(model_path: str, overrides: dict, action_format_cls):
@@ -183,26 +206,11 @@ def _format_with_model_defaults(model_path: str, overrides: dict, action_format_
     return action_format_cls.from_model_config(declared, **overrides)
 
 
-def _cmd_bench(rest: Sequence[str]) -> int:
-    from agents.evaluate import main as bench_main
-
-    result = bench_main(list(rest))
-    return int(result) if isinstance(result, int) else 0
-
-
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "bench":  # everything after `bench` belongs to agents.evaluate
-        return _cmd_bench(argv[1:])
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(None if argv is None else list(argv))
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    if args.command == "traces":
-        return _cmd_traces(args)
-    if args.command == "train" and args.trainer == "sft":
-        return _cmd_train_sft(args)
-    parser.error(f"unknown command {args.command!r}")  # pragma: no cover
-    return 2
+    command = build_or_exit(args._parser, args._command, args)
+    return args._run(command)
 
 
 if __name__ == "__main__":

@@ -18,74 +18,66 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Literal, Optional, Sequence
 
 import gymnasium as gym
 import numpy as np
 
 import segenv  # noqa: F401  (registers the env ids)
-from agents.registry import agent_names, make_agent
+from agents.cliargs import add_dataclass_arguments, arg, build_or_exit
+from agents.registry import make_agent
 from segenv.render import caption, image_sheet
 from segenv.rollout import StepRecord, Trajectory, run_episode, summarize
 
 log = logging.getLogger("segagent.bench")
 
 
-@dataclass
-class RunArgs:
-    agent: str = "oracle"
-    env: str = "SegAgent-Shapes-v0"
-    split: Optional[str] = None
-    episodes: int = 50
-    max_clicks: int = 5
-    noc_max_clicks: Optional[int] = None
-    segmenter: Optional[str] = None
-    seed: int = 0
-    out: Optional[str] = None
-    model: Optional[str] = None
-    temperature: float = 0.0
-    initial_state: str = "empty"
-    image_size: Optional[int] = None
-    target_iou: Optional[float] = None
-    data_root: Optional[str] = None
-    sheet: int = 0
-    resume: bool = False
-    progress: bool = True
+@dataclass(kw_only=True)
+class EvalArgs:
+    """Roll any agent out on any env id and report the paper's numbers (benchmarks/run.py, segagent bench)."""
+
+    agent: str = arg("oracle", "a registered agent: oracle, random, scripted, mllm or your own (agents.registry)")
+    env: str = arg("SegAgent-Shapes-v0", "a registered env id, e.g. SegAgent-RefCOCO-v0")
+    split: Optional[str] = arg(None, "dataset split (default: the env id's)")
+    episodes: int = arg(50, "number of episodes; 0 = the whole split; capped at its size")
+    max_clicks: int = arg(5, "clicks per episode (the env's max_clicks)")
+    noc_max_clicks: Optional[int] = arg(None, "cap for NoC/NoF (default: --max-clicks; RITM uses 20)")
+    segmenter: Optional[str] = arg(None, "grabcut, sam:/path/sam_vit_h.pth, hf:/path/folder (default: the env's, grabcut)")
+    seed: int = arg(0, "episode k resets with seed + k; also the agent's seed")
+    out: Optional[str] = arg(None, "summary JSON path (default: results/<agent>-<env>.json)")
+    model: Optional[str] = arg(None, "mllm: a local checkpoint folder (default: the shipped tiny model)")
+    temperature: float = arg(0.0, "mllm: sampling temperature, 0 = greedy")
+    initial_state: Literal["empty", "box", "points"] = arg("empty", "the initial mask (paper B.1)")
+    image_size: Optional[int] = arg(None, "observation size S (default: the env's, 512)")
+    target_iou: Optional[float] = arg(None, "end an episode once IoU reaches this (default: never)")
+    data_root: Optional[str] = arg(None, "dataset root (default: $SEGAGENT_DATA)")
+    sheet: int = arg(0, "save a trajectory sheet of the first N episodes")
+    resume: bool = arg(False, "skip episodes already in OUT.episodes.jsonl")
+    progress: bool = arg(True, "no progress bar")
+
+    def __post_init__(self) -> None:
+        if self.episodes < 0 or self.max_clicks < 1:
+            raise ValueError("--episodes must be >= 0 and --max-clicks >= 1")
 
 
-def parse_args(argv: Optional[Sequence[str]] = None) -> RunArgs:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    d = RunArgs()
-    p.add_argument("--agent", default=d.agent, help=f"one of {agent_names()}")
-    p.add_argument("--env", default=d.env, help="a registered env id, e.g. SegAgent-RefCOCO-v0")
-    p.add_argument("--split", default=None, help="dataset split (default: the env id's)")
-    p.add_argument("--episodes", type=int, default=d.episodes, help="0 = the whole split; capped at its size")
-    p.add_argument("--max-clicks", type=int, default=d.max_clicks)
-    p.add_argument("--noc-max-clicks", type=int, default=None, help="cap for NoC/NoF (default: --max-clicks; RITM uses 20)")
-    p.add_argument("--segmenter", default=None, help="grabcut, sam:/path/sam_vit_h.pth, hf:/path/folder")
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--out", default=None, help="summary JSON path (default results/<agent>-<env>.json)")
-    p.add_argument("--model", default=None, help="mllm: a local checkpoint folder (default: the shipped tiny model)")
-    p.add_argument("--temperature", type=float, default=d.temperature, help="mllm: 0 = greedy")
-    p.add_argument("--initial-state", default=d.initial_state, choices=["empty", "box", "points"])
-    p.add_argument("--image-size", type=int, default=None, help="observation size S (default 512)")
-    p.add_argument("--target-iou", type=float, default=None, help="end an episode once IoU reaches this")
-    p.add_argument("--data-root", default=None, help="dataset root (default $SEGAGENT_DATA)")
-    p.add_argument("--sheet", type=int, default=0, help="save a trajectory sheet of the first N episodes")
-    p.add_argument("--resume", action="store_true", help="skip episodes already in OUT.episodes.jsonl")
-    p.add_argument("--no-progress", dest="progress", action="store_false")
-    ns = p.parse_args(argv)
-    args = RunArgs(**vars(ns))
-    if args.episodes < 0 or args.max_clicks < 1:
-        p.error("--episodes must be >= 0 and --max-clicks >= 1")
-    return args
+RunArgs = EvalArgs  # the name benchmarks/run.py had
 
 
-def make_env(args: RunArgs, render: bool = False) -> gym.Env:
+def build_parser(parser: Optional[argparse.ArgumentParser] = None) -> argparse.ArgumentParser:
+    """The ``benchmarks/run.py`` / ``segagent bench`` flags, generated from :class:`EvalArgs`."""
+    parser = parser or argparse.ArgumentParser(description=EvalArgs.__doc__)
+    return add_dataclass_arguments(parser, EvalArgs)
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> EvalArgs:
+    parser = build_parser()
+    return build_or_exit(parser, EvalArgs, parser.parse_args(argv))
+
+
+def make_env(args: EvalArgs, render: bool = False) -> gym.Env:
     kwargs: dict = {"max_clicks": args.max_clicks, "initial_state": args.initial_state, "target_iou": args.target_iou}
     for key, value in (("split", args.split), ("segmenter", args.segmenter), ("image_size", args.image_size), ("data_root", args.data_root)):
         if value is not None:
@@ -136,8 +128,14 @@ def plot_curve(summary: dict, path: Path) -> None:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> dict:
+    """Parse the flags (default ``sys.argv[1:]``) and :func:`evaluate`; return the summary."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    args = parse_args(argv)
+    return evaluate(parse_args(argv))
+
+
+def evaluate(args: EvalArgs) -> dict:
+    """Run ``args.episodes`` episodes through :func:`segenv.rollout.run_episode`, write ``OUT``,
+    ``OUT.episodes.jsonl``, ``OUT.png`` (and ``OUT.sheet.png``), print the table, return the summary."""
     out = Path(args.out or f"results/{args.agent}-{args.env}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     episodes_path = out.with_suffix(".episodes.jsonl")
@@ -152,7 +150,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     if args.episodes == 0 or args.episodes > n:
         if args.episodes > n:
             log.warning("--episodes %d > %d samples in the split: running each sample once", args.episodes, n)
-        args.episodes = n
+        args = replace(args, episodes=n)
     sheet_rows: list[list[np.ndarray]] = []
     skipped: list[dict] = []
     from tqdm.auto import tqdm
@@ -174,9 +172,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
             sink.write(json.dumps(traj.to_dict()) + "\n")
             sink.flush()
             if k < args.sheet and frames:
-                small = [_thumb(_initial_frame(base, k % n, base.image_size))] + [_thumb(f) for f in frames]
-                labels = [traj.text] + [f"{i + 1}: IoU {s.iou:.2f}" for i, s in enumerate(traj.steps)]
-                sheet_rows.append([caption(f, t) for f, t in zip(small, labels)])
+                sheet_rows.append(_sheet_row(base, k % n, traj, frames))
     wall = time.perf_counter() - t_start
 
     summary = {
@@ -203,6 +199,13 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     print(f"wrote {out}, {out.with_suffix('.png')}, {episodes_path}")
     env.close()
     return summary
+
+
+def _sheet_row(base, index: int, traj: Trajectory, frames: list[np.ndarray]) -> list[np.ndarray]:
+    """One row of the trajectory sheet: the initial image, then each step's frame, captioned."""
+    small = [_thumb(_initial_frame(base, index, base.image_size))] + [_thumb(f) for f in frames]
+    labels = [traj.text] + [f"{i + 1}: IoU {s.iou:.2f}" for i, s in enumerate(traj.steps)]
+    return [caption(f, t) for f, t in zip(small, labels)]
 
 
 def _initial_frame(base, index: int, size: int) -> np.ndarray:

@@ -3,22 +3,36 @@
     python benchmarks/compare.py --agents oracle random scripted mllm --env SegAgent-Shapes-v0 \
         --episodes 100 --max-clicks 5 --out results/compare-shapes
 
-Each agent goes through ``benchmarks/run.py`` (same samples, same seeds); extra flags after
-``--`` are passed to every run (e.g. ``-- --segmenter sam:/ckpt/sam_vit_b.pth``).
+Each agent goes through :func:`agents.evaluate.evaluate` as ``benchmarks/run.py`` does (same
+samples, same seeds); extra flags after ``--`` are ``run.py`` flags passed to every run (e.g.
+``-- --segmenter sam:/ckpt/sam_vit_b.pth``).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.run import main as run_main
+from agents.cliargs import arg, parse_dataclass  # noqa: E402
+from agents.evaluate import evaluate, parse_args  # noqa: E402
+
+
+@dataclass(kw_only=True)
+class CompareArgs:
+    """Several agents on one env, side by side; flags after `--` go to every run (run.py flags)."""
+
+    agents: list[str] = arg(["oracle", "random", "scripted"], "registered agent names")
+    env: str = arg("SegAgent-Shapes-v0", "a registered env id")
+    episodes: int = arg(100, "episodes per agent")
+    max_clicks: int = arg(5, "clicks per episode")
+    seed: int = arg(0, "episode k resets with seed + k")
+    out: str = arg("results/compare", "output folder: <agent>.json, table.md, summary.json, miou_per_click.png")
 
 
 def table(rows: list[dict]) -> str:
@@ -41,24 +55,16 @@ def main(argv: Optional[Sequence[str]] = None) -> list[dict]:
     if "--" in argv:
         cut = argv.index("--")
         argv, extra = argv[:cut], argv[cut + 1 :]
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--agents", nargs="+", default=["oracle", "random", "scripted"])
-    p.add_argument("--env", default="SegAgent-Shapes-v0")
-    p.add_argument("--episodes", type=int, default=100)
-    p.add_argument("--max-clicks", type=int, default=5)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="results/compare")
-    args = p.parse_args(argv)
+    args = parse_dataclass(CompareArgs, argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows = []
     for agent in args.agents:
-        rows.append(
-            run_main(
-                ["--agent", agent, "--env", args.env, "--episodes", str(args.episodes), "--max-clicks", str(args.max_clicks),
-                 "--seed", str(args.seed), "--out", str(out / f"{agent}.json"), *extra]
-            )
+        run_args = parse_args(
+            ["--agent", agent, "--env", args.env, "--episodes", str(args.episodes), "--max-clicks", str(args.max_clicks),
+             "--seed", str(args.seed), "--out", str(out / f"{agent}.json"), *extra]
         )
+        rows.append(evaluate(run_args))
     md = table(rows)
     print(f"\n{args.env}, {args.episodes} episodes, {args.max_clicks} clicks\n{md}")
     (out / "table.md").write_text(md + "\n")
