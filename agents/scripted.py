@@ -11,10 +11,10 @@ Perception (finding the objects and their colour, shape and size) lives in
 :mod:`agents.shape_detection` and :mod:`agents.shape_features`; this module picks the target and
 clicks.
 
-1. **Selection.** Filter by colour, rank by shape x size score; a spatial phrase picks between
-   the two best look-alikes (the generator adds one only when there is a twin): ``on the
-   left`` -> smaller centroid x, ``at the top`` -> smaller y, ``left of the <ref>`` -> the one
-   on that side of the best-matching reference object.
+1. **Selection.** Filter by colour, rank by shape x size score, take the best. The grammar's
+   spatial phrases (``on the left``, ``left of the <ref>``) are not read: the generator adds one
+   only to tell two look-alikes apart, and it never draws look-alikes (an object with the
+   shape, colour and size of one already placed is redrawn), so no caption carries one.
 2. **Clicks.** First a positive click at the object's pixel farthest from its boundary
    (distance-transform maximum). Then it compares the current mask with the object: the
    largest error component (missed or extra pixels, 1-2 px slivers ignored) gets a click at
@@ -70,31 +70,7 @@ def select_target(parts: dict, candidates: list[Candidate]) -> Optional[Candidat
     if color is not None and shape == "object" and parts.get("size") is None:
         # colour only: the target is the one object of that colour; fragments are one object
         return max(pool, key=lambda c: c.area)
-    ranked = sorted(pool, key=lambda c: _match_score(c, parts.get("size"), shape), reverse=True)
-    spatial = parts.get("side") or parts.get("end") or parts.get("rel")
-    if not spatial or len(ranked) < 2:
-        return ranked[0]
-    a, b = ranked[0], ranked[1]
-    if parts.get("side"):
-        left, right = sorted((a, b), key=lambda c: c.cx)
-        return left if parts["side"] == "left" else right
-    if parts.get("end"):
-        top, bottom = sorted((a, b), key=lambda c: c.cy)
-        return top if parts["end"] == "top" else bottom
-    refs = [c for c in candidates if c is not a and c is not b and c.color == parts.get("ref_color")]
-    if not refs:
-        refs = [c for c in candidates if c is not a and c is not b]
-    if not refs:
-        return a
-    ref = max(refs, key=lambda c: _match_score(c, None, parts.get("ref_shape")))
-    rel = parts["rel"]
-    key = {
-        "left of": lambda c: ref.cx - c.cx,
-        "right of": lambda c: c.cx - ref.cx,
-        "above": lambda c: ref.cy - c.cy,
-        "below": lambda c: c.cy - ref.cy,
-    }[rel]
-    return max((a, b), key=key)
+    return max(pool, key=lambda c: _match_score(c, parts.get("size"), shape))
 
 
 def target_region(parts: dict, candidates: list[Candidate]) -> Optional[npt.NDArray[np.bool_]]:

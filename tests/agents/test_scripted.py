@@ -143,3 +143,15 @@ def test_clicks_then_stops_on_a_perfect_mask():
     # the mask now equals the agent's own estimate of the object: nothing left to fix
     obs = dict(obs, mask=agent.region.astype(np.uint8) * 255)
     assert agent.act(obs, {}) is STOP
+
+
+def test_captions_carry_no_spatial_phrase():
+    """The agent does not read spatial phrases because the generator never writes one (it never
+    draws two look-alikes, the only case that needs one). If this fails, the captions changed:
+    teach ``select_target`` the phrases again."""
+    for thin in (False, True):
+        ds = ShapesDataset(split="train", thin=thin)
+        for i in range(300):
+            parts = parse_expression(ds[i].text)
+            assert not (parts["side"] or parts["end"] or parts["rel"]), ds[i].text
+
