@@ -193,7 +193,7 @@ def train_sft(config: SFTRunConfig) -> dict:
     from agents.mllm.policy import check_local_checkpoint, register_custom_models
     from agents.mllm.prompt import ActionFormat
 
-    from .traces import open_traces, to_sft_dataset
+    from .trace_sft import open_traces, to_sft_dataset
 
     path = check_local_checkpoint(config.model_path)
     register_custom_models()

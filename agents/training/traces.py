@@ -42,15 +42,23 @@ import json
 import logging
 import os
 import shutil
-import uuid
-import zlib
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import numpy as np
+
+from .trace_store import (
+    _atomic_write_json,
+    _encode_png,
+    _quiet_datasets,
+    _write_chunk,
+    all_shards_done,
+    merge,
+    merged_is_current,
+    pack_mask,
+    shard_dir,
+)
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +139,7 @@ class TraceConfig:
         return json.loads(json.dumps(d))
 
 
-# ---------------------------------------------------------------------------------- helpers
+# ---------------------------------------------------------------------------------- recipe
 def initial_state_for(index: int, seed: int = 0, mix: Sequence[float] = (0.6, 0.2, 0.2)) -> str:
     """The documented recipe: ``default_rng([seed, index]).random()`` against the cumulative mix."""
     u = np.random.default_rng([int(seed), int(index)]).random()
@@ -145,73 +153,6 @@ def initial_state_for(index: int, seed: int = 0, mix: Sequence[float] = (0.6, 0.
 def reset_seed_for(index: int, seed: int = 0) -> int:
     """The env reset seed of a sample (independent of shard and order)."""
     return int(np.random.SeedSequence([int(seed), int(index), 1]).generate_state(1)[0])
-
-
-def pack_mask(mask: np.ndarray) -> bytes:
-    """An SxS mask (any nonzero = on) as zlib-compressed packed bits (deterministic bytes)."""
-    return zlib.compress(np.packbits(np.asarray(mask).astype(bool).ravel()).tobytes(), 6)
-
-
-def unpack_mask(data: bytes, size: int) -> np.ndarray:
-    """Inverse of :func:`pack_mask` for a ``size x size`` mask (bool)."""
-    bits = np.unpackbits(np.frombuffer(zlib.decompress(data), np.uint8), count=size * size)
-    return bits.reshape(size, size).astype(bool)
-
-
-def _encode_png(image: np.ndarray) -> bytes:
-    import cv2
-
-    ok, buf = cv2.imencode(".png", np.ascontiguousarray(image[..., ::-1]))
-    if not ok:  # pragma: no cover
-        raise RuntimeError("PNG encoding failed")
-    return buf.tobytes()
-
-
-def _decode_png(data: bytes) -> np.ndarray:
-    import cv2
-
-    return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)[..., ::-1].copy()
-
-
-def _step_features():
-    from datasets import Features, Value
-
-    return Features(
-        {
-            "sample_index": Value("int64"),
-            "sample_id": Value("string"),
-            "step": Value("int32"),
-            "initial_state": Value("string"),
-            "caption": Value("string"),
-            "mask": Value("binary"),
-            "mask_size": Value("int32"),
-            "x": Value("float64"),
-            "y": Value("float64"),
-            "positive": Value("bool"),
-            "iou_before": Value("float64"),
-            "iou_after": Value("float64"),
-        }
-    )
-
-
-def _image_features():
-    from datasets import Features, Value
-
-    return Features({"sample_index": Value("int64"), "image": Value("binary")})
-
-
-@contextmanager
-def _quiet_datasets():
-    """No ``datasets`` progress bars for our small saves (restores the previous setting)."""
-    from datasets import utils as dtqdm
-
-    was_disabled = dtqdm.are_progress_bars_disabled()
-    dtqdm.disable_progress_bars()
-    try:
-        yield
-    finally:
-        if not was_disabled:
-            dtqdm.enable_progress_bars()
 
 
 def _make_env(config: TraceConfig, initial_state: str):
@@ -302,22 +243,11 @@ def trace_sample(config: TraceConfig, index: int, envs: dict) -> tuple[list[dict
     return rows, recorder.image
 
 
-# ---------------------------------------------------------------------------------- layout
-def shard_dir(out: "str | Path", shard: int, num_shards: int) -> Path:
-    return Path(out) / "shards" / f"shard-{shard:05d}-of-{num_shards:05d}"
-
-
 def shard_indices(config: TraceConfig, dataset_len: int) -> list[int]:
     """This shard's sample indices: ``indices[shard::num_shards]``."""
     stop = dataset_len if config.episodes is None else min(dataset_len, config.start_index + config.episodes)
     indices = list(range(config.start_index, stop))
     return indices[config.shard :: config.num_shards]
-
-
-def _atomic_write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
-    os.replace(tmp, path)
 
 
 def _check_metadata(config: TraceConfig) -> None:
@@ -332,26 +262,6 @@ def _check_metadata(config: TraceConfig) -> None:
             raise ValueError(f"{out} holds traces made with other settings {diff} (old, new): use another --out")
     else:
         _atomic_write_json(path, ident)
-
-
-def _write_chunk(final: Path, rows: list[dict], images: list[dict], indices: list[int]) -> None:
-    from datasets import Dataset
-
-    tmp = final.with_name(f".tmp-{final.name}-{os.getpid()}")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    steps_features = _step_features()
-    cols = {k: [r[k] for r in rows] for k in steps_features}
-    Dataset.from_dict(cols, features=steps_features).save_to_disk(str(tmp / "steps"))
-    if images is not None:
-        img_features = _image_features()
-        Dataset.from_dict({k: [r[k] for r in images] for k in img_features}, features=img_features).save_to_disk(
-            str(tmp / "images")
-        )
-    token = uuid.uuid4().hex  # identifies this write, so a merge can tell whether it is current
-    (tmp / "chunk.json").write_text(json.dumps({"indices": [int(i) for i in indices], "steps": len(rows), "token": token}))
-    os.replace(tmp, final)
 
 
 def generate_traces(config: TraceConfig) -> Path:
@@ -399,219 +309,13 @@ def generate_traces(config: TraceConfig) -> Path:
     return sdir
 
 
-def all_shards_done(out: "str | Path") -> bool:
-    meta = json.loads((Path(out) / "metadata.json").read_text())
-    n = int(meta["num_shards"])
-    return all((shard_dir(out, i, n) / "DONE.json").exists() for i in range(n))
-
-
-def _sources(out: Path, chunk_dirs: list[Path]) -> list[list[str]]:
-    return [[str(d.relative_to(out)), json.loads((d / "chunk.json").read_text())["token"]] for d in chunk_dirs]
-
-
-def merged_is_current(out: "str | Path") -> bool:
-    """Whether ``out/merged`` exists and was made from exactly the chunks now on disk."""
-    out = Path(out)
-    src = out / "merged" / "sources.json"
-    if not src.exists():
-        return False
-    n = int(json.loads((out / "metadata.json").read_text())["num_shards"])
-    return json.loads(src.read_text()) == _sources(out, _chunk_dirs(out, n))
-
-
-def _chunk_dirs(out: Path, n: int) -> list[Path]:
-    dirs = []
-    for i in range(n):
-        sdir = shard_dir(out, i, n)
-        dirs += sorted(p for p in sdir.glob("chunk-*") if p.is_dir())
-    return dirs
-
-
-def merge(out: "str | Path") -> Path:
-    """Concatenate all shards in (sample_index, step) order into ``out/merged`` (atomically)."""
-    from datasets import Dataset, concatenate_datasets, load_from_disk
-
-    out = Path(out)
-    meta = json.loads((out / "metadata.json").read_text())
-    n = int(meta["num_shards"])
-    if not all_shards_done(out):
-        missing = [i for i in range(n) if not (shard_dir(out, i, n) / "DONE.json").exists()]
-        raise RuntimeError(f"cannot merge {out}: shards {missing} are not finished")
-    chunk_dirs = _chunk_dirs(out, n)
-    steps = [load_from_disk(str(d / "steps")) for d in chunk_dirs]
-    steps_ds = concatenate_datasets(steps) if steps else Dataset.from_dict({}, features=_step_features())
-    tmp = out / f".tmp-merged-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
-    scratch = tmp / "scratch"  # flatten_indices' cache file, kept out of the chunk folders
-    scratch.mkdir()
-    order = np.lexsort((np.asarray(steps_ds["step"]), np.asarray(steps_ds["sample_index"]))) if len(steps_ds) else []
-    steps_ds = steps_ds.select([int(i) for i in order]).flatten_indices(cache_file_name=str(scratch / "steps.arrow"))
-    steps_ds.save_to_disk(str(tmp / "steps"))
-    if meta.get("store_images", True):
-        images = [load_from_disk(str(d / "images")) for d in chunk_dirs]
-        img_ds = concatenate_datasets(images) if images else Dataset.from_dict({}, features=_image_features())
-        order = np.argsort(np.asarray(img_ds["sample_index"]), kind="stable") if len(img_ds) else []
-        img_ds = img_ds.select([int(i) for i in order]).flatten_indices(cache_file_name=str(scratch / "images.arrow"))
-        img_ds.save_to_disk(str(tmp / "images"))
-        del img_ds
-    del steps_ds
-    shutil.rmtree(scratch, ignore_errors=True)
-    (tmp / "metadata.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
-    (tmp / "sources.json").write_text(json.dumps(_sources(out, chunk_dirs)))
-    final = out / "merged"
-    if final.exists():  # a re-merge after a resumed shard: swap the new one in
-        trash = out / f".tmp-old-merged-{os.getpid()}"
-        os.replace(final, trash)
-        os.replace(tmp, final)
-        shutil.rmtree(trash, ignore_errors=True)
-    else:
-        try:
-            os.replace(tmp, final)
-        except OSError:  # another shard merged at the same moment; its result is the same
-            shutil.rmtree(tmp, ignore_errors=True)
-    log.info("merged %d chunks into %s", len(chunk_dirs), final)
-    return final
-
-
-# ---------------------------------------------------------------------------------- loading
-class TraceImages:
-    """Observation-size images by sample index: from the stored PNGs, or regenerated."""
-
-    def __init__(self, merged: Path, meta: dict) -> None:
-        self.meta = meta
-        self._env = None
-        images_dir = merged / "images"
-        if images_dir.exists():
-            from datasets import load_from_disk
-
-            self._table = load_from_disk(str(images_dir))
-            self._rows = {int(s): i for i, s in enumerate(self._table["sample_index"])}
-        else:
-            self._table, self._rows = None, {}
-        self.get = lru_cache(maxsize=512)(self._get)
-
-    def _get(self, sample_index: int) -> np.ndarray:
-        if self._table is not None:
-            return _decode_png(self._table[self._rows[int(sample_index)]]["image"])
-        if self._env is None:  # regenerate from the dataset (e.g. the procedural shapes)
-            cfg = TraceConfig(out="", **{k: v for k, v in self.meta.items() if k in ("env_id", "split", "env_kwargs")},
-                              shard=0, num_shards=1)
-            self._env = _make_env(cfg, "empty").unwrapped
-        from segenv import render as R
-
-        sample = self._env.dataset[int(sample_index)]
-        return R.resize_image(sample.image, self._env.image_size)
-
-    def __call__(self, sample_index: int) -> np.ndarray:
-        return self.get(int(sample_index))
-
-
-def _resolve_merged(path: "str | Path") -> tuple[Path, dict]:
-    path = Path(path)
-    if (path / "steps").is_dir() and (path / "metadata.json").exists():
-        return path, json.loads((path / "metadata.json").read_text())
-    if (path / "metadata.json").exists():
-        if not merged_is_current(path):
-            with _quiet_datasets():
-                merge(path)
-        return _resolve_merged(path / "merged")
-    raise FileNotFoundError(f"{path} is not a trace folder (expected metadata.json and merged/ or steps/)")
-
-
-def to_sft_dataset(
-    ds: Any,
-    action_format: Any = None,
-    prompt_style: str = "llava",
-    images: "Optional[TraceImages]" = None,
-    overlay_color: str = "green",
-    overlay_alpha: float = 0.5,
-):
-    """``ds`` (steps) with a lazy transform giving ``images`` ([PIL overlay]), conversational
-    ``prompt`` (system + user with an image placeholder) and ``completion`` (the action text,
-    with the ``Current IOU`` line when ``action_format.iou_line``) for trl's ``SFTTrainer``.
-
-    ``images`` maps a sample index to its observation-size image (:class:`TraceImages`); by
-    default the one :func:`load_traces` (``raw=True``) attached to ``ds`` as ``ds.trace_images``.
-    """
-    if images is None:
-        images = getattr(ds, "trace_images", None)
-        if images is None:
-            raise ValueError("pass images= (a TraceImages): this dataset did not come from load_traces(raw=True)")
-    from PIL import Image
-
-    from agents.mllm.prompt import ActionFormat, build_prompt, render_action
-    from segenv import render as R
-    from segenv.actions import Click
-
-    fmt = action_format or ActionFormat()
-    color = R.COLORS[overlay_color] if isinstance(overlay_color, str) else tuple(overlay_color)
-    color_word = overlay_color if isinstance(overlay_color, str) else "green"
-
-    def transform(batch: dict) -> dict:
-        out: dict[str, list] = {"images": [], "prompt": [], "completion": []}
-        for i in range(len(batch["sample_index"])):
-            size = int(batch["mask_size"][i])
-            mask = unpack_mask(batch["mask"][i], size)
-            image = images(int(batch["sample_index"][i]))
-            if image.shape[:2] != (size, size):
-                image = R.resize_image(image, size)
-            overlay = R.overlay_mask(image, mask, color, overlay_alpha)
-            system, user = build_prompt(batch["caption"][i], prompt_style, color=color_word)
-            prompt = [] if system is None else [{"role": "system", "content": [{"type": "text", "text": system}]}]
-            prompt.append({"role": "user", "content": [{"type": "image"}, {"type": "text", "text": user}]})
-            click = Click(batch["x"][i], batch["y"][i], bool(batch["positive"][i]))
-            iou = float(batch["iou_before"][i]) if fmt.iou_line else None
-            answer = render_action(click, fmt, iou=iou)
-            out["images"].append([Image.fromarray(overlay)])
-            out["prompt"].append(prompt)
-            out["completion"].append([{"role": "assistant", "content": [{"type": "text", "text": answer}]}])
-        return out
-
-    return ds.with_transform(transform)
-
-
-def open_traces(path: "str | Path") -> tuple[Any, TraceImages]:
-    """``(steps dataset, image lookup)`` of the traces at ``path`` (merging first if needed)."""
-    from datasets import load_from_disk
-
-    merged, meta = _resolve_merged(path)
-    return load_from_disk(str(merged / "steps")), TraceImages(merged, meta)
-
-
-def load_traces(
-    path: "str | Path",
-    action_format: Any = None,
-    prompt_style: str = "llava",
-    raw: bool = False,
-    overlay_color: str = "green",
-):
-    """The traces at ``path`` (an ``out`` folder or its ``merged`` folder) as a ``datasets.Dataset``.
-
-    ``raw=True``: the steps table itself. Otherwise the SFT view of :func:`to_sft_dataset`.
-    """
-    ds, images = open_traces(path)
-    if raw:
-        ds.trace_images = images  # lets to_sft_dataset(ds, ...) find the images
-        return ds
-    return to_sft_dataset(ds, action_format, prompt_style, images, overlay_color)
-
-
 __all__ = [
     "INITIAL_STATES",
     "TraceConfig",
-    "TraceImages",
-    "all_shards_done",
     "generate_traces",
     "initial_state_for",
-    "load_traces",
     "merge",
-    "merged_is_current",
-    "open_traces",
-    "pack_mask",
-    "shard_dir",
-    "to_sft_dataset",
+    "reset_seed_for",
+    "shard_indices",
     "trace_sample",
-    "unpack_mask",
 ]

@@ -15,15 +15,14 @@ import pytest
 pytest.importorskip("datasets")
 
 from agents.mllm.prompt import ActionFormat, parse_action_text  # noqa: E402
+from agents.training.trace_sft import load_traces  # noqa: E402
+from agents.training.trace_store import shard_dir, unpack_mask  # noqa: E402
 from agents.training.traces import (  # noqa: E402
     INITIAL_STATES,
     TraceConfig,
     generate_traces,
     initial_state_for,
-    load_traces,
     merge,
-    shard_dir,
-    unpack_mask,
 )
 from segenv import render as R  # noqa: E402
 
@@ -161,7 +160,7 @@ def test_sft_view_builds_overlay_prompt_and_completion(reference):
     # the overlay is the stored image with the mask BEFORE the step blended in
     from datasets import load_from_disk
 
-    from agents.training.traces import _decode_png
+    from agents.training.trace_store import _decode_png
 
     imgs = load_from_disk(str(reference / "merged" / "images")).to_dict()
     stored = _decode_png(imgs["image"][imgs["sample_index"].index(row["sample_index"])])
