@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # tests/fixtures_real.py
+# tests/fixtures_real.py is importable as `fixtures_real`: pyproject's pytest `pythonpath` has tests/.
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import fixtures_real as fx  # noqa: E402  (tests/, put on sys.path by conftest.py)
+import fixtures_real as fx  # noqa: E402  (tests/, on sys.path by pyproject.toml's pytest pythonpath)
 
 from segenv.datasets import DatasetNotFoundError, make_dataset, mask_box  # noqa: E402
 from segenv.datasets.classic import CLASSIC_TEXT  # noqa: E402
