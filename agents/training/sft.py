@@ -1,7 +1,7 @@
 """Supervised fine-tuning on D_traj with trl's ``SFTTrainer`` (paper sec. 4.2, C.1).
 
 The data are the oracle traces of :mod:`agents.training.traces`, seen through
-:func:`agents.training.traces.load_traces` (overlays built lazily; conversational
+:func:`agents.training.trace_sft.to_sft_dataset` (overlays built lazily; conversational
 ``prompt``/``completion`` + ``images``; completion-only loss). The model is any LOCAL
 image-text-to-text checkpoint (a tiny one from :mod:`agents.mllm.stock_tiny` /
 :mod:`agents.mllm.tiny`, or a real LLaVA / SmolVLM / Qwen-VL folder); the same entry point runs
@@ -193,7 +193,7 @@ def train_sft(config: SFTRunConfig) -> dict:
     from agents.mllm.policy import check_local_checkpoint, register_custom_models
     from agents.mllm.prompt import ActionFormat
 
-    from .trace_sft import open_traces, to_sft_dataset
+    from .trace_sft import load_traces, to_sft_dataset
 
     path = check_local_checkpoint(config.model_path)
     register_custom_models()
@@ -212,12 +212,11 @@ def train_sft(config: SFTRunConfig) -> dict:
                 frozen += param.numel()
         log.info("froze %d vision parameters", frozen)
 
-    raw, images = open_traces(config.data)
+    train_ds = to_sft_dataset(load_traces(config.data), fmt, style, overlay_color=config.overlay_color)
     if config.max_samples is not None:
-        raw = raw.select(range(min(int(config.max_samples), len(raw))))
-    if len(raw) == 0:
+        train_ds = train_ds.select(range(min(int(config.max_samples), len(train_ds))))
+    if len(train_ds) == 0:
         raise ValueError(f"{config.data} holds no training steps")
-    train_ds = to_sft_dataset(raw, fmt, style, images=images, overlay_color=config.overlay_color)
 
     out = Path(config.output_dir)
     callback = _loss_callback_class()(out / "loss_history.json")
@@ -234,7 +233,7 @@ def train_sft(config: SFTRunConfig) -> dict:
         processor.save_pretrained(str(out))
         (out / "segagent_sft.json").write_text(
             json.dumps({**{k: v for k, v in asdict(config).items() if k != "action_format"},
-                        "action_format": asdict(fmt), "prompt_style": style, "steps": len(raw)}, indent=1, default=str)
+                        "action_format": asdict(fmt), "prompt_style": style, "steps": len(train_ds)}, indent=1, default=str)
         )
     return {"output_dir": str(out), "history": callback.history, "summary": callback.summary}
 

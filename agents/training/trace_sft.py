@@ -1,127 +1,117 @@
-"""D_traj loaded back: the steps table, its images, and the SFT view for trl (see :mod:`agents.training.traces`)."""
+"""D_traj as trl SFT data: one row per kept click, the overlay and the chat built on access.
+
+:func:`load_traces` opens the traces (one ``datasets.Dataset``, a row per trace:
+:mod:`agents.training.trace_store`). :func:`to_sft_dataset` indexes its kept clicks and, through
+``with_transform``, gives each as trl's ``SFTTrainer`` wants it (completion-only loss):
+
+* ``images``: ``[overlay]``, the trace's image with the mask BEFORE the click blended in
+  (:func:`segenv.render.overlay_mask`: exactly the env's ``overlay`` observation);
+* ``prompt``: the conversation (system message if the style has one, user turn = image + text of
+  :func:`agents.mllm.prompt.build_prompt`);
+* ``completion``: the assistant turn, ``Current IOU: NN`` (the IoU of the mask before the click,
+  SegAgent's format) when ``action_format.iou_line``, then the action
+  (:func:`agents.mllm.prompt.render_action`).
+
+Traces made with ``store_images=False`` have no ``image``: it is regenerated from the env's
+dataset, as the traces' recorded config (``info.description``) names it.
+"""
 
 from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
+import numpy.typing as npt
 
-from .trace_store import _decode_png, _resolve_merged, unpack_mask
-from .traces import TraceConfig, _make_env
+from .trace_store import all_shards_done, is_merged, merge, read_metadata, trace_config_of
+
+#: the SFT targets' format when none is given: decimals, (x, y)
+DEFAULT_SFT_FORMAT: dict = {}
 
 
-class TraceImages:
-    """Observation-size images by sample index: from the stored PNGs, or regenerated."""
+def load_traces(path: "str | Path") -> Any:
+    """The traces at ``path`` (an ``out`` folder of ``segagent traces``) as a ``datasets.Dataset``.
 
-    def __init__(self, merged: Path, meta: dict) -> None:
-        self.meta = meta
-        self._env = None
-        images_dir = merged / "images"
-        if images_dir.exists():
-            from datasets import load_from_disk
+    Merges first when every shard is done but the merge has not run (``merge=False``); a folder
+    with unfinished shards is an error that says which.
+    """
+    from datasets import load_from_disk
 
-            self._table = load_from_disk(str(images_dir))
-            self._rows = {int(s): i for i, s in enumerate(self._table["sample_index"])}
-        else:
-            self._table, self._rows = None, {}
-        self.get = lru_cache(maxsize=512)(self._get)
+    path = Path(path)
+    if not is_merged(path):
+        if not all_shards_done(path):
+            n = int(read_metadata(path)["config"]["num_shards"])
+            raise ValueError(f"{path} is not finished ({n} shards, not all done): run the missing shards, then load")
+        merge(path)
+    return load_from_disk(str(path))
 
-    def _get(self, sample_index: int) -> np.ndarray:
-        if self._table is not None:
-            return _decode_png(self._table[self._rows[int(sample_index)]]["image"])
-        if self._env is None:  # regenerate from the dataset (e.g. the procedural shapes)
-            cfg = TraceConfig(out="", **{k: v for k, v in self.meta.items() if k in ("env_id", "split", "env_kwargs")},
-                              shard=0, num_shards=1)
-            self._env = _make_env(cfg, "empty").unwrapped
-        from segenv import render as R
 
-        sample = self._env.dataset[int(sample_index)]
-        return R.resize_image(sample.image, self._env.image_size)
+def _regenerated_images(traces: Any) -> Callable[[int], npt.NDArray[np.uint8]]:
+    """Observation-size images by sample index, rebuilt from the env's dataset."""
+    from segenv import render as R
 
-    def __call__(self, sample_index: int) -> np.ndarray:
-        return self.get(int(sample_index))
+    from .traces import TraceConfig, _make_env
 
+    made = trace_config_of(traces)
+    config = TraceConfig(out="", env_id=made["env_id"], split=made["split"], env_kwargs=made["env_kwargs"],
+                         shard=0, num_shards=1)
+    env = _make_env(config, "empty").unwrapped
+
+    @lru_cache(maxsize=256)
+    def image(sample_index: int) -> npt.NDArray[np.uint8]:
+        return R.resize_image(env.dataset[int(sample_index)].image, env.image_size)
+
+    return image
 
 
 def to_sft_dataset(
-    ds: Any,
+    traces: Any,
     action_format: Any = None,
     prompt_style: str = "llava",
-    images: "Optional[TraceImages]" = None,
     overlay_color: str = "green",
     overlay_alpha: float = 0.5,
-):
-    """``ds`` (steps) with a lazy transform giving ``images`` ([PIL overlay]), conversational
-    ``prompt`` (system + user with an image placeholder) and ``completion`` (the action text,
-    with the ``Current IOU`` line when ``action_format.iou_line``) for trl's ``SFTTrainer``.
+) -> Any:
+    """One row per kept click of ``traces`` (:func:`load_traces`), with the lazy ``images`` /
+    ``prompt`` / ``completion`` columns of the module docstring.
 
-    ``images`` maps a sample index to its observation-size image (:class:`TraceImages`); by
-    default the one :func:`load_traces` (``raw=True``) attached to ``ds`` as ``ds.trace_images``.
+    ``action_format`` (:class:`agents.mllm.prompt.ActionFormat`): None = :data:`DEFAULT_SFT_FORMAT`.
     """
-    if images is None:
-        images = getattr(ds, "trace_images", None)
-        if images is None:
-            raise ValueError("pass images= (a TraceImages): this dataset did not come from load_traces(raw=True)")
+    from datasets import Dataset
     from PIL import Image
 
     from agents.mllm.prompt import ActionFormat, build_prompt, render_action
     from segenv import render as R
     from segenv.actions import Click
 
-    fmt = action_format or ActionFormat()
+    fmt = action_format or ActionFormat(**DEFAULT_SFT_FORMAT)
     color = R.COLORS[overlay_color] if isinstance(overlay_color, str) else tuple(overlay_color)
     color_word = overlay_color if isinstance(overlay_color, str) else "green"
+    counts = [len(x) for x in traces.select_columns(["x"])["x"]]
+    index = Dataset.from_dict({"trace": [t for t, n in enumerate(counts) for _ in range(n)],
+                               "step": [k for n in counts for k in range(n)]})
+    regenerate = _regenerated_images(traces) if len(traces) and traces[0]["image"] is None else None
 
     def transform(batch: dict) -> dict:
         out: dict[str, list] = {"images": [], "prompt": [], "completion": []}
-        for i in range(len(batch["sample_index"])):
-            size = int(batch["mask_size"][i])
-            mask = unpack_mask(batch["mask"][i], size)
-            image = images(int(batch["sample_index"][i]))
-            if image.shape[:2] != (size, size):
-                image = R.resize_image(image, size)
-            overlay = R.overlay_mask(image, mask, color, overlay_alpha)
-            system, user = build_prompt(batch["caption"][i], prompt_style, color=color_word)
+        for t, k in zip(batch["trace"], batch["step"]):
+            row = traces[int(t)]
+            image = np.asarray(row["image"].convert("RGB")) if regenerate is None else regenerate(row["sample_index"])
+            mask = np.asarray(row["masks"][k]).astype(bool)
+            if image.shape[:2] != mask.shape:
+                image = R.resize_image(image, mask.shape[0])
+            system, user = build_prompt(row["caption"], prompt_style, color=color_word)
             prompt = [] if system is None else [{"role": "system", "content": [{"type": "text", "text": system}]}]
             prompt.append({"role": "user", "content": [{"type": "image"}, {"type": "text", "text": user}]})
-            click = Click(batch["x"][i], batch["y"][i], bool(batch["positive"][i]))
-            iou = float(batch["iou_before"][i]) if fmt.iou_line else None
-            answer = render_action(click, fmt, iou=iou)
-            out["images"].append([Image.fromarray(overlay)])
+            click = Click(row["x"][k], row["y"][k], bool(row["positive"][k]))
+            answer = render_action(click, fmt, iou=float(row["iou_before"][k]) if fmt.iou_line else None)
+            out["images"].append([Image.fromarray(R.overlay_mask(image, mask, color, overlay_alpha))])
             out["prompt"].append(prompt)
             out["completion"].append([{"role": "assistant", "content": [{"type": "text", "text": answer}]}])
         return out
 
-    return ds.with_transform(transform)
+    return index.with_transform(transform)
 
 
-def open_traces(path: "str | Path") -> tuple[Any, TraceImages]:
-    """``(steps dataset, image lookup)`` of the traces at ``path`` (merging first if needed)."""
-    from datasets import load_from_disk
-
-    merged, meta = _resolve_merged(path)
-    return load_from_disk(str(merged / "steps")), TraceImages(merged, meta)
-
-
-def load_traces(
-    path: "str | Path",
-    action_format: Any = None,
-    prompt_style: str = "llava",
-    raw: bool = False,
-    overlay_color: str = "green",
-):
-    """The traces at ``path`` (an ``out`` folder or its ``merged`` folder) as a ``datasets.Dataset``.
-
-    ``raw=True``: the steps table itself. Otherwise the SFT view of :func:`to_sft_dataset`.
-    """
-    ds, images = open_traces(path)
-    if raw:
-        ds.trace_images = images  # lets to_sft_dataset(ds, ...) find the images
-        return ds
-    return to_sft_dataset(ds, action_format, prompt_style, images, overlay_color)
-
-
-
-__all__ = ["TraceImages", "load_traces", "open_traces", "to_sft_dataset"]
+__all__ = ["DEFAULT_SFT_FORMAT", "load_traces", "to_sft_dataset"]

@@ -1,4 +1,27 @@
-"""D_traj on disk: the trace folder's layout, its chunk/shard files and the merge (see :mod:`agents.training.traces`)."""
+"""D_traj on disk: ONE Hugging Face dataset in ``out/``, written in resumable shards and chunks.
+
+Layout (``generate_traces(TraceConfig(out=...))``)::
+
+    out/segagent_traces.json                  # {"config": TraceConfig identity, "merged": bool}
+    out/shards/shard-00000-of-00002/chunk-00000/   # one chunk's traces (datasets.save_to_disk)
+    out/shards/shard-00000-of-00002/DONE.json
+    out/dataset_info.json, state.json, data-*.arrow  # the merged traces (datasets.save_to_disk)
+
+A chunk is written into a temporary folder and renamed into place (``os.replace``), so a run
+killed at any moment keeps every finished chunk. :func:`merge` (run once every shard is done,
+under a file lock so that two ranks finishing together merge once) concatenates the chunks with
+``datasets.concatenate_datasets``, sorts them by ``sample_index`` (so any sharding gives the
+one-process result) and installs them in ``out/`` itself: ``state.json`` moves in last, so
+``datasets.load_from_disk(out)`` sees either the complete dataset or none. Then ``shards/`` is
+removed (the merged dataset holds everything; ``segagent_traces.json`` says ``"merged": true``).
+
+One row per trace (sample) whose first click was kept; features (:func:`trace_features`):
+``sample_index``, ``sample_id``, ``caption``, ``initial_state``, ``image`` (``datasets.Image``:
+the observation-size RGB image, None when made with ``store_images=False``), ``masks`` (a list
+of ``datasets.Image``, mode "1": the observation mask BEFORE each kept click) and, per kept
+click, ``x``, ``y`` (normalised, in [0, 1)), ``positive``, ``iou_before`` (the ``Current IOU``
+target) and ``iou_after``. ``dataset.info.description`` holds the TraceConfig identity as JSON.
+"""
 
 from __future__ import annotations
 
@@ -6,71 +29,38 @@ import json
 import logging
 import os
 import shutil
-import uuid
-import zlib
 from contextlib import contextmanager
 from pathlib import Path
-
-import numpy as np
+from typing import Any, Iterator
 
 log = logging.getLogger(__name__)
 
-
-def pack_mask(mask: np.ndarray) -> bytes:
-    """An SxS mask (any nonzero = on) as zlib-compressed packed bits (deterministic bytes)."""
-    return zlib.compress(np.packbits(np.asarray(mask).astype(bool).ravel()).tobytes(), 6)
+METADATA = "segagent_traces.json"
 
 
-def unpack_mask(data: bytes, size: int) -> np.ndarray:
-    """Inverse of :func:`pack_mask` for a ``size x size`` mask (bool)."""
-    bits = np.unpackbits(np.frombuffer(zlib.decompress(data), np.uint8), count=size * size)
-    return bits.reshape(size, size).astype(bool)
-
-
-def _encode_png(image: np.ndarray) -> bytes:
-    import cv2
-
-    ok, buf = cv2.imencode(".png", np.ascontiguousarray(image[..., ::-1]))
-    if not ok:  # pragma: no cover
-        raise RuntimeError("PNG encoding failed")
-    return buf.tobytes()
-
-
-def _decode_png(data: bytes) -> np.ndarray:
-    import cv2
-
-    return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)[..., ::-1].copy()
-
-
-def _step_features():
-    from datasets import Features, Value
+def trace_features():
+    """The ``datasets.Features`` of a trace row (module docstring)."""
+    from datasets import Features, Image, List, Value
 
     return Features(
         {
             "sample_index": Value("int64"),
             "sample_id": Value("string"),
-            "step": Value("int32"),
-            "initial_state": Value("string"),
             "caption": Value("string"),
-            "mask": Value("binary"),
-            "mask_size": Value("int32"),
-            "x": Value("float64"),
-            "y": Value("float64"),
-            "positive": Value("bool"),
-            "iou_before": Value("float64"),
-            "iou_after": Value("float64"),
+            "initial_state": Value("string"),
+            "image": Image(),
+            "masks": List(Image()),
+            "x": List(Value("float64")),
+            "y": List(Value("float64")),
+            "positive": List(Value("bool")),
+            "iou_before": List(Value("float64")),
+            "iou_after": List(Value("float64")),
         }
     )
 
 
-def _image_features():
-    from datasets import Features, Value
-
-    return Features({"sample_index": Value("int64"), "image": Value("binary")})
-
-
 @contextmanager
-def _quiet_datasets():
+def quiet_datasets() -> Iterator[None]:
     """No ``datasets`` progress bars for our small saves (restores the previous setting)."""
     from datasets import utils as dtqdm
 
@@ -83,128 +73,123 @@ def _quiet_datasets():
             dtqdm.enable_progress_bars()
 
 
-# ---------------------------------------------------------------------------------- layout
 def shard_dir(out: "str | Path", shard: int, num_shards: int) -> Path:
     return Path(out) / "shards" / f"shard-{shard:05d}-of-{num_shards:05d}"
 
 
-
-def _atomic_write_json(path: Path, data: dict) -> None:
+def atomic_write_json(path: Path, data: dict) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
     os.replace(tmp, path)
 
 
+def read_metadata(out: "str | Path") -> dict:
+    path = Path(out) / METADATA
+    if not path.is_file():
+        raise FileNotFoundError(f"{out} is not a trace folder (no {METADATA}): make one with `segagent traces --out {out}`")
+    return json.loads(path.read_text())
 
-def _write_chunk(final: Path, rows: list[dict], images: list[dict], indices: list[int]) -> None:
+
+def check_metadata(out: "str | Path", identity: dict) -> dict:
+    """Write ``out``'s metadata on first use; refuse a folder made with other settings."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if not (out / METADATA).exists():
+        atomic_write_json(out / METADATA, {"config": identity, "merged": False})
+    meta = read_metadata(out)
+    old = meta["config"]
+    if old != identity:
+        diff = {k: (old.get(k), identity.get(k)) for k in set(old) | set(identity) if old.get(k) != identity.get(k)}
+        raise ValueError(f"{out} holds traces made with other settings {diff} (old, new): use another --out")
+    return meta
+
+
+def is_merged(out: "str | Path") -> bool:
+    return bool(read_metadata(out).get("merged")) and (Path(out) / "state.json").exists()
+
+
+def write_chunk(final: Path, rows: list[dict], indices: list[int]) -> None:
+    """Save one chunk's trace rows at ``final`` (atomically: temporary folder, then rename)."""
     from datasets import Dataset
 
     tmp = final.with_name(f".tmp-{final.name}-{os.getpid()}")
     if tmp.exists():
         shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    steps_features = _step_features()
-    cols = {k: [r[k] for r in rows] for k in steps_features}
-    Dataset.from_dict(cols, features=steps_features).save_to_disk(str(tmp / "steps"))
-    if images is not None:
-        img_features = _image_features()
-        Dataset.from_dict({k: [r[k] for r in images] for k in img_features}, features=img_features).save_to_disk(
-            str(tmp / "images")
-        )
-    token = uuid.uuid4().hex  # identifies this write, so a merge can tell whether it is current
-    (tmp / "chunk.json").write_text(json.dumps({"indices": [int(i) for i in indices], "steps": len(rows), "token": token}))
+    features = trace_features()
+    Dataset.from_dict({k: [r[k] for r in rows] for k in features}, features=features).save_to_disk(str(tmp / "traces"))
+    (tmp / "chunk.json").write_text(json.dumps({"indices": [int(i) for i in indices], "traces": len(rows)}))
     os.replace(tmp, final)
 
 
-
 def all_shards_done(out: "str | Path") -> bool:
-    meta = json.loads((Path(out) / "metadata.json").read_text())
-    n = int(meta["num_shards"])
+    n = int(read_metadata(out)["config"]["num_shards"])
     return all((shard_dir(out, i, n) / "DONE.json").exists() for i in range(n))
 
 
-def _sources(out: Path, chunk_dirs: list[Path]) -> list[list[str]]:
-    return [[str(d.relative_to(out)), json.loads((d / "chunk.json").read_text())["token"]] for d in chunk_dirs]
-
-
-def merged_is_current(out: "str | Path") -> bool:
-    """Whether ``out/merged`` exists and was made from exactly the chunks now on disk."""
-    out = Path(out)
-    src = out / "merged" / "sources.json"
-    if not src.exists():
-        return False
-    n = int(json.loads((out / "metadata.json").read_text())["num_shards"])
-    return json.loads(src.read_text()) == _sources(out, _chunk_dirs(out, n))
-
-
 def _chunk_dirs(out: Path, n: int) -> list[Path]:
-    dirs = []
-    for i in range(n):
-        sdir = shard_dir(out, i, n)
-        dirs += sorted(p for p in sdir.glob("chunk-*") if p.is_dir())
-    return dirs
+    return [p for i in range(n) for p in sorted(shard_dir(out, i, n).glob("chunk-*")) if p.is_dir()]
+
+
+def _install(tmp: Path, out: Path) -> None:
+    """Move the dataset files saved in ``tmp`` into ``out``; ``state.json`` last."""
+    (out / "state.json").unlink(missing_ok=True)  # not a dataset until the new files are all in
+    for old in out.glob("data-*.arrow"):
+        old.unlink()
+    for f in sorted(tmp.iterdir()):
+        if f.name != "state.json":
+            os.replace(f, out / f.name)
+    os.replace(tmp / "state.json", out / "state.json")
 
 
 def merge(out: "str | Path") -> Path:
-    """Concatenate all shards in (sample_index, step) order into ``out/merged`` (atomically)."""
+    """Concatenate every shard's chunks into the dataset at ``out`` (module docstring); return ``out``."""
     from datasets import Dataset, concatenate_datasets, load_from_disk
+    from filelock import FileLock
 
     out = Path(out)
-    meta = json.loads((out / "metadata.json").read_text())
-    n = int(meta["num_shards"])
-    if not all_shards_done(out):
+    with FileLock(str(out / ".merge.lock")), quiet_datasets():
+        meta = read_metadata(out)
+        if is_merged(out):
+            return out
+        n = int(meta["config"]["num_shards"])
         missing = [i for i in range(n) if not (shard_dir(out, i, n) / "DONE.json").exists()]
-        raise RuntimeError(f"cannot merge {out}: shards {missing} are not finished")
-    chunk_dirs = _chunk_dirs(out, n)
-    steps = [load_from_disk(str(d / "steps")) for d in chunk_dirs]
-    steps_ds = concatenate_datasets(steps) if steps else Dataset.from_dict({}, features=_step_features())
-    tmp = out / f".tmp-merged-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
-    scratch = tmp / "scratch"  # flatten_indices' cache file, kept out of the chunk folders
-    scratch.mkdir()
-    order = np.lexsort((np.asarray(steps_ds["step"]), np.asarray(steps_ds["sample_index"]))) if len(steps_ds) else []
-    steps_ds = steps_ds.select([int(i) for i in order]).flatten_indices(cache_file_name=str(scratch / "steps.arrow"))
-    steps_ds.save_to_disk(str(tmp / "steps"))
-    if meta.get("store_images", True):
-        images = [load_from_disk(str(d / "images")) for d in chunk_dirs]
-        img_ds = concatenate_datasets(images) if images else Dataset.from_dict({}, features=_image_features())
-        order = np.argsort(np.asarray(img_ds["sample_index"]), kind="stable") if len(img_ds) else []
-        img_ds = img_ds.select([int(i) for i in order]).flatten_indices(cache_file_name=str(scratch / "images.arrow"))
-        img_ds.save_to_disk(str(tmp / "images"))
-        del img_ds
-    del steps_ds
-    shutil.rmtree(scratch, ignore_errors=True)
-    (tmp / "metadata.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
-    (tmp / "sources.json").write_text(json.dumps(_sources(out, chunk_dirs)))
-    final = out / "merged"
-    if final.exists():  # a re-merge after a resumed shard: swap the new one in
-        trash = out / f".tmp-old-merged-{os.getpid()}"
-        os.replace(final, trash)
-        os.replace(tmp, final)
-        shutil.rmtree(trash, ignore_errors=True)
-    else:
-        try:
-            os.replace(tmp, final)
-        except OSError:  # another shard merged at the same moment; its result is the same
-            shutil.rmtree(tmp, ignore_errors=True)
-    log.info("merged %d chunks into %s", len(chunk_dirs), final)
-    return final
+        if missing:
+            raise RuntimeError(f"cannot merge {out}: shards {missing} are not finished (run them, then merge)")
+        chunks = [load_from_disk(str(d / "traces")) for d in _chunk_dirs(out, n)]
+        ds = concatenate_datasets(chunks) if chunks else Dataset.from_dict({}, features=trace_features())
+        tmp = out / f".tmp-merged-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        if len(ds):  # sorted by sample index, whatever the sharding; flattened outside the chunk folders
+            ds = ds.sort("sample_index").flatten_indices(cache_file_name=str(tmp / "sorted.arrow"))
+        ds.info.description = json.dumps({"segagent_traces": meta["config"]})
+        ds.save_to_disk(str(tmp / "dataset"))
+        _install(tmp / "dataset", out)
+        del ds, chunks
+        atomic_write_json(out / METADATA, {**meta, "merged": True})
+        shutil.rmtree(out / "shards", ignore_errors=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+    log.info("merged the traces of %d shards into %s", n, out)
+    return out
 
 
-
-def _resolve_merged(path: "str | Path") -> tuple[Path, dict]:
-    path = Path(path)
-    if (path / "steps").is_dir() and (path / "metadata.json").exists():
-        return path, json.loads((path / "metadata.json").read_text())
-    if (path / "metadata.json").exists():
-        if not merged_is_current(path):
-            with _quiet_datasets():
-                merge(path)
-        return _resolve_merged(path / "merged")
-    raise FileNotFoundError(f"{path} is not a trace folder (expected metadata.json and merged/ or steps/)")
+def trace_config_of(traces: Any) -> dict:
+    """The TraceConfig identity a merged traces dataset records in ``info.description``."""
+    try:
+        return json.loads(traces.info.description)["segagent_traces"]
+    except (TypeError, ValueError, KeyError) as exc:
+        raise ValueError("this dataset does not record how its traces were made (not made by segagent traces)") from exc
 
 
-
-__all__ = ["all_shards_done", "merge", "merged_is_current", "pack_mask", "shard_dir", "unpack_mask"]
+__all__ = [
+    "METADATA",
+    "all_shards_done",
+    "check_metadata",
+    "is_merged",
+    "merge",
+    "read_metadata",
+    "shard_dir",
+    "trace_config_of",
+    "trace_features",
+    "write_chunk",
+]

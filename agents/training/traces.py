@@ -5,8 +5,8 @@ env through :func:`segenv.rollout.run_episode`. A click is kept only if it STRIC
 IoU on the best so far; the first non-improving click ends the trace (and is not saved); the
 trace also ends once IoU >= ``target_iou`` (default 0.98, SegAgent's fork) or after
 ``max_clicks`` clicks. Each kept click is one SFT example: the mask BEFORE the click (the
-observation mask, bit-packed and zlib-compressed), the caption, the oracle's action ``(x, y, positive)`` and the IoU
-of that mask (the ``Current IOU`` line's target).
+observation mask), the caption, the oracle's action ``(x, y, positive)`` and the IoU of that mask
+(the ``Current IOU`` line's target).
 
 Initial states (paper B.1), chosen per sample index, deterministically:
 ``u = default_rng([seed, index]).random()``; ``u < 0.6`` -> ``"empty"``, ``u < 0.8`` -> ``"box"``
@@ -15,25 +15,17 @@ inside the GT box, labelled by GT: the env's ``initial_points``). Change the fra
 ``TraceConfig.initial_mix``. The env's reset seed is derived from ``(seed, index)`` too, so a
 sample's trace is the same in every process and shard.
 
-On disk (``out/``)::
+The traces are ONE Hugging Face dataset, one row per trace, images and masks as
+``datasets.Image`` (layout and features: :mod:`agents.training.trace_store`):
+``datasets.load_from_disk(out)`` opens it, ``push_to_hub`` publishes it. Shard ``i`` of ``n``
+takes the sample indices ``indices[i::n]`` (``--shard/--num-shards``, else ``RANK`` /
+``WORLD_SIZE`` as set by torchrun / accelerate) and writes them in chunks of ``chunk_size``
+samples, each renamed into place when complete, so a run killed at any moment (even ``kill -9``)
+resumes without losing a finished chunk. When every shard is done the last one to finish merges
+(``concatenate_datasets``, sorted by sample index): the result equals a one-process run.
 
-    metadata.json                              # the TraceConfig that made it (resume checks it)
-    shards/shard-00000-of-00002/chunk-00000/   # steps/ (+ images/) as datasets.save_to_disk
-    shards/shard-00000-of-00002/DONE.json
-    merged/steps, merged/images                # all shards, in (sample_index, step) order
-
-Shard ``i`` of ``n`` takes the sample indices ``indices[i::n]`` (``--shard/--num-shards``, else
-``RANK``/``WORLD_SIZE`` as set by torchrun / accelerate). A shard is written in chunks of
-``chunk_size`` samples, each into a temporary folder renamed into place (``os.replace``), so a
-run killed at any moment (even ``kill -9``) resumes without losing a finished chunk: finished
-chunks are skipped and leftover temporary folders removed. When every shard is done the last one
-to finish merges; the merged data are identical to a one-process run.
-
-:func:`load_traces` gives the steps with a lazy transform (:func:`to_sft_dataset`) that builds the
-overlay (image + mask via :func:`segenv.render.overlay_mask`) and the conversational
-``prompt``/``completion`` + ``images`` columns for trl's ``SFTTrainer`` (completion-only loss).
-Images are stored once per sample (PNG of the observation-size image) unless
-``store_images=False``, in which case they are regenerated from the env's dataset.
+:func:`agents.training.trace_sft.to_sft_dataset` turns the traces into trl's SFT rows (one per
+kept click: overlay image, prompt, ``Current IOU`` line + action; built lazily).
 """
 
 from __future__ import annotations
@@ -49,15 +41,14 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from .trace_store import (
-    _atomic_write_json,
-    _encode_png,
-    _quiet_datasets,
-    _write_chunk,
     all_shards_done,
+    atomic_write_json,
+    check_metadata,
+    is_merged,
     merge,
-    merged_is_current,
-    pack_mask,
+    quiet_datasets,
     shard_dir,
+    write_chunk,
 )
 
 log = logging.getLogger(__name__)
@@ -87,10 +78,10 @@ class TraceConfig:
         seed: seeds the initial-state choice, the env resets and the oracle's tie-breaks.
         shard, num_shards: this process's part; None = ``RANK`` / ``WORLD_SIZE`` (or 0 / 1).
         chunk_size: samples per atomically written chunk.
-        store_images: store each sample's observation-size image once (PNG); else regenerate
-            images from the env's dataset when loading.
+        store_images: store each trace's observation-size image (PNG); else the SFT view
+            regenerates it from the env's dataset.
         tie_break: the oracle's tie-break (``"first"`` = RITM, ``"random"`` = FocSAM).
-        merge: merge the shards when all are done.
+        merge: merge the shards when all are done (the last shard to finish does).
         progress: show a progress bar.
     """
 
@@ -166,20 +157,20 @@ def _make_env(config: TraceConfig, initial_state: str):
 
 
 class _TraceRecorder:
-    """Wraps the oracle: keeps strictly improving clicks, then STOPs the episode."""
+    """Wraps the oracle: keeps strictly improving clicks, then ends the episode (``STOP``)."""
 
     def __init__(self, oracle: Any, target_iou: float) -> None:
         self.oracle = oracle
         self.needs_gt = True
         self.target = target_iou
-        self.rows: list[dict] = []
+        self.steps: list[dict] = []
         self.done = False
         self.best = 0.0
         self.last_action: Any = None
         self.image: Optional[np.ndarray] = None
 
     def reset(self, obs: dict, info: dict) -> None:
-        self.rows, self.done, self.last_action = [], False, None
+        self.steps, self.done, self.last_action = [], False, None
         self.best = float(info["iou"])
         self.image = np.asarray(obs["image"]).copy()
         self.done = self.best >= self.target
@@ -206,41 +197,40 @@ class _TraceRecorder:
         if iou <= self.best:  # the first non-improving click ends the trace, unsaved
             self.done = True
             return
-        mask = np.asarray(obs_before["mask"])
-        self.rows.append(
-            {
-                "step": len(self.rows),
-                "mask": pack_mask(mask),
-                "mask_size": int(mask.shape[0]),
-                "x": float(click.x),
-                "y": float(click.y),
-                "positive": bool(click.positive),
-                "iou_before": self.best,
-                "iou_after": iou,
-            }
-        )
+        mask = np.asarray(obs_before["mask"]) > 0
+        self.steps.append({"mask": mask, "x": float(click.x), "y": float(click.y), "positive": bool(click.positive),
+                           "iou_before": self.best, "iou_after": iou})
         self.best = iou
         if iou >= self.target:
             self.done = True
 
 
-def trace_sample(config: TraceConfig, index: int, envs: dict) -> tuple[list[dict], Optional[np.ndarray]]:
-    """The kept steps of sample ``index`` (rows of the steps table) and its observation image."""
+def trace_sample(config: TraceConfig, index: int, envs: dict) -> Optional[dict]:
+    """The trace row of sample ``index`` (:func:`agents.training.trace_store.trace_features`), or
+    None when its first click was not kept."""
+    from PIL import Image
+
     from agents.oracle import OracleAgent
     from segenv.rollout import run_episode
 
     state = initial_state_for(index, config.seed, config.initial_mix)
     if state not in envs:
         envs[state] = _make_env(config, state)
-    env = envs[state]
     recorder = _TraceRecorder(OracleAgent(tie_break=config.tie_break, seed=config.seed), config.target_iou)
-    traj = run_episode(recorder, env, seed=reset_seed_for(index, config.seed), index=int(index),
+    traj = run_episode(recorder, envs[state], seed=reset_seed_for(index, config.seed), index=int(index),
                        catch_agent_errors=False, on_step=recorder.on_step)
-    rows = [
-        {"sample_index": int(index), "sample_id": traj.sample_id, "initial_state": state, "caption": traj.text, **r}
-        for r in recorder.rows
-    ]
-    return rows, recorder.image
+    if not recorder.steps:
+        return None
+    steps = recorder.steps
+    return {
+        "sample_index": int(index),
+        "sample_id": traj.sample_id,
+        "caption": traj.text,
+        "initial_state": state,
+        "image": Image.fromarray(recorder.image) if config.store_images else None,
+        "masks": [Image.fromarray(s["mask"]) for s in steps],  # bool -> mode "1" (1-bit PNG)
+        **{key: [s[key] for s in steps] for key in ("x", "y", "positive", "iou_before", "iou_after")},
+    }
 
 
 def shard_indices(config: TraceConfig, dataset_len: int) -> list[int]:
@@ -250,62 +240,43 @@ def shard_indices(config: TraceConfig, dataset_len: int) -> list[int]:
     return indices[config.shard :: config.num_shards]
 
 
-def _check_metadata(config: TraceConfig) -> None:
-    out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / "metadata.json"
-    ident = config.identity()
-    if path.exists():
-        old = json.loads(path.read_text())
-        if old != ident:
-            diff = {k: (old.get(k), ident.get(k)) for k in set(old) | set(ident) if old.get(k) != ident.get(k)}
-            raise ValueError(f"{out} holds traces made with other settings {diff} (old, new): use another --out")
-    else:
-        _atomic_write_json(path, ident)
-
-
 def generate_traces(config: TraceConfig) -> Path:
-    """Generate this process's shard (resuming), merge when all shards are done; return the path
-    of the merged data (``out/merged``) if it exists afterwards, else of this shard."""
+    """Generate this process's shard (resuming), merge when all shards are done; return ``out``
+    once it holds the merged dataset, else this shard's folder."""
     from tqdm.auto import tqdm
 
-    _check_metadata(config)
+    check_metadata(config.out, config.identity())
+    if is_merged(config.out):
+        log.info("%s already holds the merged traces", config.out)
+        return Path(config.out)
     sdir = shard_dir(config.out, config.shard, config.num_shards)
     sdir.mkdir(parents=True, exist_ok=True)
     for leftover in sdir.glob(".tmp-*"):  # an interrupted chunk: redo it
         shutil.rmtree(leftover, ignore_errors=True)
     (sdir / "DONE.json").unlink(missing_ok=True)
-    envs: dict = {}
-    probe = _make_env(config, "empty")
-    envs["empty"] = probe
-    indices = shard_indices(config, len(probe.unwrapped.dataset))
+    envs: dict = {"empty": _make_env(config, "empty")}
+    indices = shard_indices(config, len(envs["empty"].unwrapped.dataset))
     chunks = [indices[k : k + config.chunk_size] for k in range(0, len(indices), config.chunk_size)]
-    done = [sdir / f"chunk-{c:05d}" for c in range(len(chunks))]
-    todo = sum(len(ch) for ch, d in zip(chunks, done) if not d.exists())
+    finals = [sdir / f"chunk-{c:05d}" for c in range(len(chunks))]
+    todo = sum(len(chunk) for chunk, final in zip(chunks, finals) if not final.exists())
     desc = f"traces shard {config.shard}/{config.num_shards}"
     with tqdm(total=len(indices), initial=len(indices) - todo, desc=desc, disable=not config.progress) as bar:
-        for chunk, final in zip(chunks, done):
+        for chunk, final in zip(chunks, finals):
             if final.exists():
                 continue
-            rows: list[dict] = []
-            images: Optional[list[dict]] = [] if config.store_images else None
+            rows = []
             for index in chunk:
-                sample_rows, image = trace_sample(config, index, envs)
-                rows += sample_rows
-                if images is not None and sample_rows:
-                    images.append({"sample_index": int(index), "image": _encode_png(image)})
+                row = trace_sample(config, index, envs)
+                if row is not None:
+                    rows.append(row)
                 bar.update(1)
-            with _quiet_datasets():
-                _write_chunk(final, rows, images, chunk)
+            with quiet_datasets():
+                write_chunk(final, rows, chunk)
     for env in envs.values():
         env.close()
-    _atomic_write_json(sdir / "DONE.json", {"chunks": len(chunks), "samples": len(indices)})
-    if all_shards_done(config.out):
-        if merged_is_current(config.out):
-            return Path(config.out) / "merged"
-        if config.merge:
-            with _quiet_datasets():
-                return merge(config.out)
+    atomic_write_json(sdir / "DONE.json", {"chunks": len(chunks), "samples": len(indices)})
+    if config.merge and all_shards_done(config.out):
+        return merge(config.out)
     return sdir
 
 

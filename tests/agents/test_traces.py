@@ -1,7 +1,8 @@
-"""agents.training.traces: oracle traces (D_traj), chunked/sharded/resumable, and the SFT view."""
+"""agents.training.traces: oracle traces (D_traj) as one HF dataset, chunked/sharded/resumable, and the SFT view."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -14,15 +15,18 @@ import pytest
 
 pytest.importorskip("datasets")
 
+from datasets import Image, List, load_from_disk  # noqa: E402
+
 from agents.mllm.prompt import ActionFormat, parse_action_text  # noqa: E402
-from agents.training.trace_sft import load_traces  # noqa: E402
-from agents.training.trace_store import shard_dir, unpack_mask  # noqa: E402
+from agents.training.trace_sft import load_traces, to_sft_dataset  # noqa: E402
+from agents.training.trace_store import METADATA, shard_dir  # noqa: E402
 from agents.training.traces import (  # noqa: E402
     INITIAL_STATES,
     TraceConfig,
     generate_traces,
     initial_state_for,
     merge,
+    reset_seed_for,
 )
 from segenv import render as R  # noqa: E402
 
@@ -44,13 +48,8 @@ def base_config(out: Path, **kw) -> TraceConfig:
 
 
 def table(path) -> dict:
-    return load_traces(path, raw=True).to_dict()
-
-
-def images_table(out: Path) -> dict:
-    from datasets import load_from_disk
-
-    return load_from_disk(str(out / "merged" / "images")).to_dict()
+    """Every stored byte of the traces at ``path`` (images and masks as their PNG bytes)."""
+    return load_from_disk(str(path)).data.to_pydict()
 
 
 @pytest.fixture(scope="module")
@@ -58,28 +57,36 @@ def reference(tmp_path_factory):
     """One process, one shard: the result every other way of running must reproduce."""
     out = tmp_path_factory.mktemp("traces") / "one"
     path = generate_traces(base_config(out, shard=0, num_shards=1))
-    assert path == out / "merged"
+    assert path == out
     return out
 
 
+def test_traces_are_one_hf_dataset_with_image_features(reference):
+    ds = load_from_disk(str(reference))  # the out folder itself is the dataset
+    assert ds.features["image"] == Image() and ds.features["masks"] == List(Image())
+    assert 0 < len(ds) <= EPISODES and ds["sample_index"] == sorted(ds["sample_index"])
+    row = ds[0]
+    assert row["image"].size == (64, 64) and row["image"].mode == "RGB"
+    mask = np.asarray(row["masks"][0])
+    assert mask.shape == (64, 64) and mask.dtype == bool
+    assert not (reference / "shards").exists()  # merged: the work folders are gone
+    assert json.loads((reference / METADATA).read_text())["merged"] is True
+    made = json.loads(ds.info.description)["segagent_traces"]
+    assert made == base_config(reference, shard=0, num_shards=1).identity()
+
+
 def test_traces_strictly_improve_and_stop(reference):
-    rows = load_traces(reference, raw=True).to_pandas()
-    assert len(rows) > 0
-    assert set(rows["sample_index"]) <= set(range(EPISODES))
-    assert set(rows["initial_state"]) <= set(INITIAL_STATES)
-    for _, trace in rows.groupby("sample_index"):
-        trace = trace.sort_values("step")
-        assert list(trace["step"]) == list(range(len(trace)))
-        before, after = trace["iou_before"].to_numpy(), trace["iou_after"].to_numpy()
+    ds = load_traces(reference)
+    assert set(ds["sample_index"]) <= set(range(EPISODES))
+    assert set(ds["initial_state"]) <= set(INITIAL_STATES)
+    for row in ds.select_columns(["initial_state", "x", "positive", "iou_before", "iou_after"]):
+        before, after = np.asarray(row["iou_before"]), np.asarray(row["iou_after"])
+        assert 1 <= len(before) == len(after) == len(row["x"]) == len(row["positive"]) <= 6
         assert np.all(after > before)  # every kept click strictly improves
         assert np.all(before[1:] == after[:-1])  # ... on the best so far (the previous kept step)
         assert np.all(before < 0.98)  # the trace ended once the target was reached
-        assert len(trace) <= 6
-        if trace["initial_state"].iloc[0] == "empty":
+        if row["initial_state"] == "empty":
             assert before[0] == 0.0
-    first = rows.iloc[0]
-    mask = unpack_mask(first["mask"], int(first["mask_size"]))
-    assert mask.shape == (64, 64) and mask.dtype == bool
 
 
 def test_initial_state_recipe_is_deterministic_and_mixed():
@@ -94,35 +101,38 @@ def test_initial_state_recipe_is_deterministic_and_mixed():
 
 def test_resume_after_interruption_gives_the_same_result(reference, tmp_path):
     out = tmp_path / "resumed"
-    cfg = base_config(out, shard=0, num_shards=1)
-    generate_traces(cfg)
+    cfg = base_config(out, shard=0, num_shards=1, merge=False)
+    assert generate_traces(cfg) == shard_dir(out, 0, 1)  # not merged: the work folders stay
     sdir = shard_dir(out, 0, 1)
     chunks = sorted(sdir.glob("chunk-*"))
     assert len(chunks) == 3  # 6 samples in chunks of 2
     # a kill -9 mid-chunk: the last chunk never got renamed into place, its tmp dir is left over
     shutil.rmtree(chunks[-1])
     tmp = sdir / f".tmp-{chunks[-1].name}-12345"
-    (tmp / "steps").mkdir(parents=True)
-    (tmp / "steps" / "garbage.arrow").write_bytes(b"\x00partial")
-    before = {c.name: (c / "chunk.json").read_text() for c in chunks[:-1]}
-    path = generate_traces(cfg)
-    assert path == out / "merged"
+    (tmp / "traces").mkdir(parents=True)
+    (tmp / "traces" / "garbage.arrow").write_bytes(b"\x00partial")
+    before = {c.name: (c / "traces" / "data-00000-of-00001.arrow").read_bytes() for c in chunks[:-1]}
+    mtimes = {c.name: (c / "chunk.json").stat().st_mtime_ns for c in chunks[:-1]}
+    assert generate_traces(cfg) == sdir
     assert not list(sdir.glob(".tmp-*"))
     # finished chunks were kept as they were, only the missing one was redone
-    assert {c.name: (c / "chunk.json").read_text() for c in chunks[:-1]} == before
+    assert {c.name: (c / "chunk.json").stat().st_mtime_ns for c in chunks[:-1]} == mtimes
+    assert {c.name: (c / "traces" / "data-00000-of-00001.arrow").read_bytes() for c in chunks[:-1]} == before
+    assert merge(out) == out
     assert table(out) == table(reference)
-    assert images_table(out) == images_table(reference)
 
 
 def test_two_shards_merged_equal_one_process(reference, tmp_path):
     out = tmp_path / "sharded"
     first = generate_traces(base_config(out, shard=1, num_shards=2))
     assert first == shard_dir(out, 1, 2)  # the other shard is not done: no merge yet
-    assert not (out / "merged").exists()
-    assert generate_traces(base_config(out, shard=0, num_shards=2)) == out / "merged"
+    assert not (out / "state.json").exists()
+    with pytest.raises(ValueError, match="not finished"):
+        load_traces(out)
+    assert generate_traces(base_config(out, shard=0, num_shards=2)) == out
     assert table(out) == table(reference)
-    assert images_table(out) == images_table(reference)
-    assert merge(out) == out / "merged"  # merging again is harmless
+    assert merge(out) == out  # merging again is harmless
+    assert generate_traces(base_config(out, shard=0, num_shards=2)) == out  # so is running again
     assert table(out) == table(reference)
 
 
@@ -141,11 +151,11 @@ def test_changed_settings_are_refused(reference):
 
 
 def test_sft_view_builds_overlay_prompt_and_completion(reference):
-    raw = load_traces(reference, raw=True)
+    traces = load_traces(reference)
     fmt = ActionFormat("int1000", iou_line=True)
-    ds = load_traces(reference, action_format=fmt, prompt_style="qwen")
-    assert len(ds) == len(raw)
-    ex, row = ds[0], raw[0]
+    ds = to_sft_dataset(traces, action_format=fmt, prompt_style="qwen")
+    assert len(ds) == sum(len(x) for x in traces["x"])
+    ex, row = ds[0], traces[0]
     (image,) = ex["images"]
     assert image.size == (64, 64)
     system, user, assistant = ex["prompt"][0], ex["prompt"][1], ex["completion"][0]
@@ -153,30 +163,29 @@ def test_sft_view_builds_overlay_prompt_and_completion(reference):
     assert user["content"][0] == {"type": "image"}
     assert f"<ref>{row['caption']}</ref>" in user["content"][1]["text"]
     answer = assistant["content"][0]["text"]
-    assert answer.startswith(f"Current IOU: {round(row['iou_before'] * 100)}\n")
+    assert answer.startswith(f"Current IOU: {round(row['iou_before'][0] * 100)}\n")
     parsed = parse_action_text(answer, fmt)
-    assert parsed.action.positive == row["positive"]
-    assert abs(parsed.action.x - row["x"]) <= 1e-3 and abs(parsed.action.y - row["y"]) <= 1e-3
+    assert parsed.action.positive == row["positive"][0]
+    assert abs(parsed.action.x - row["x"][0]) <= 1e-3 and abs(parsed.action.y - row["y"][0]) <= 1e-3
     # the overlay is the stored image with the mask BEFORE the step blended in
-    from datasets import load_from_disk
-
-    from agents.training.trace_store import _decode_png
-
-    imgs = load_from_disk(str(reference / "merged" / "images")).to_dict()
-    stored = _decode_png(imgs["image"][imgs["sample_index"].index(row["sample_index"])])
-    mask = unpack_mask(row["mask"], row["mask_size"])
-    np.testing.assert_array_equal(np.asarray(image), R.overlay_mask(stored, mask))
+    mask = np.asarray(row["masks"][0])
+    np.testing.assert_array_equal(np.asarray(image), R.overlay_mask(np.asarray(row["image"]), mask))
+    no_iou = to_sft_dataset(traces, action_format=ActionFormat("int1000", iou_line=False), prompt_style="qwen")
+    assert no_iou[0]["completion"][0]["content"][0]["text"] == answer.split("\n", 1)[1]
     batch = ds[:3]  # batched access works too (what trl's dataloader does)
     assert len(batch["images"]) == len(batch["prompt"]) == len(batch["completion"]) == min(3, len(ds))
+    assert len(ds.select(range(2))) == 2 and ds.select(range(2))[1]["prompt"] == ds[1]["prompt"]
 
 
 def test_images_regenerated_when_not_stored(reference, tmp_path):
     out = tmp_path / "noimg"
     generate_traces(base_config(out, shard=0, num_shards=1, store_images=False))
-    assert not (out / "merged" / "images").exists()
-    assert table(out) == table(reference)
-    a = load_traces(out, prompt_style="llava")
-    b = load_traces(reference, prompt_style="llava")
+    without, stored = table(out), table(reference)
+    assert all(v is None for v in without.pop("image"))
+    stored.pop("image")
+    assert without == stored
+    a = to_sft_dataset(load_traces(out), prompt_style="llava")
+    b = to_sft_dataset(load_traces(reference), prompt_style="llava")
     for i in range(min(3, len(a))):
         np.testing.assert_array_equal(np.asarray(a[i]["images"][0]), np.asarray(b[i]["images"][0]))
         assert a[i]["prompt"] == b[i]["prompt"] and a[i]["completion"] == b[i]["completion"]
@@ -195,7 +204,7 @@ def test_torchrun_two_processes_merge_equal_one_process(reference, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert (shard_dir(out, 0, 2) / "DONE.json").exists() and (shard_dir(out, 1, 2) / "DONE.json").exists()
+    assert json.loads((out / METADATA).read_text())["merged"] is True
     assert table(out) == table(reference)
 
 
@@ -203,16 +212,14 @@ def test_training_overlay_matches_what_the_env_shows(reference):
     """The SFT input (stored image + stored mask) is exactly the env's ``overlay`` observation."""
     import gymnasium as gym
 
-    raw = load_traces(reference, raw=True)
-    ds = load_traces(reference)
-    firsts = [i for i in range(len(raw)) if raw[i]["step"] == 0]  # masks = the env's initial masks
-    k = next((i for i in firsts if raw[i]["initial_state"] != "empty"), firsts[0])
-    row = raw[k]
-    from agents.training.traces import reset_seed_for
-
+    traces = load_traces(reference)
+    ds = to_sft_dataset(traces)
+    k = next((i for i, s in enumerate(traces["initial_state"]) if s != "empty"), 0)
+    row = traces[k]
     env = gym.make("SegAgent-Shapes-v0", split="train", max_clicks=6, initial_state=row["initial_state"],
                    image_size=64, dataset_kwargs={"image_size": 96})
     obs, _ = env.reset(seed=reset_seed_for(row["sample_index"], 3), options={"index": row["sample_index"]})
     env.close()
-    np.testing.assert_array_equal(unpack_mask(row["mask"], 64), obs["mask"] > 0)
-    np.testing.assert_array_equal(np.asarray(ds[k]["images"][0]), obs["overlay"])
+    np.testing.assert_array_equal(np.asarray(row["masks"][0]), obs["mask"] > 0)  # step 0: the env's initial mask
+    first_step_of_k = sum(len(x) for x in traces["x"][:k])
+    np.testing.assert_array_equal(np.asarray(ds[first_step_of_k]["images"][0]), obs["overlay"])
