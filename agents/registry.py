@@ -9,29 +9,27 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
+from segenv.registry import Registry
+
 AgentBuilder = Callable[..., Any]
-_REGISTRY: dict[str, AgentBuilder] = {}
+#: Every agent by name (``segenv.registry.Registry``; a new registration replaces an old one).
+AGENTS: Registry[Any] = Registry("agent")
 
 #: The shipped tiny checkpoint (trained by this project on the procedural data).
 DEFAULT_TINY_CHECKPOINT = Path(__file__).resolve().parent / "mllm" / "checkpoints" / "tiny"
 
 
 def register_agent(name: str) -> Callable[[AgentBuilder], AgentBuilder]:
-    def wrap(builder: AgentBuilder) -> AgentBuilder:
-        _REGISTRY[name] = builder
-        return builder
-
-    return wrap
+    """Decorator: make ``builder(**options)`` buildable by ``name``."""
+    return AGENTS.register(name)
 
 
 def make_agent(name: str, **options) -> Any:
-    if name not in _REGISTRY:
-        raise KeyError(f"unknown agent {name!r}; registered: {sorted(_REGISTRY)}")
-    return _REGISTRY[name](**options)
+    return AGENTS.build(name, **options)
 
 
 def agent_names() -> list[str]:
-    return sorted(_REGISTRY)
+    return AGENTS.names()
 
 
 @register_agent("oracle")

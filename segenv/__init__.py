@@ -4,7 +4,8 @@ Importing the package registers every env id (``gym.make("SegAgent-Shapes-v0")``
 lazily inside their segmenter backend, so this import needs no torch.
 """
 
-from gymnasium.envs.registration import register, registry
+from gymnasium.envs import registration as _gym_registration  # not `registry`: segenv.registry is a submodule
+from gymnasium.envs.registration import register
 
 from .actions import INVALID, STOP, BoxPrompt, Click, Finish, NoObject, parse_action
 from .datasets import DatasetNotFoundError, Sample, make_dataset
@@ -32,7 +33,7 @@ ENV_SPECS: dict[str, tuple[str, str, dict]] = {
 }
 
 for _id, (_dataset, _split, _extra) in ENV_SPECS.items():
-    if _id not in registry:
+    if _id not in _gym_registration.registry:
         register(id=_id, entry_point="segenv.env:SegEnv", kwargs={"dataset": _dataset, "split": _split, **_extra})
 
 __all__ = [

@@ -15,6 +15,8 @@ from typing import Callable, Optional, Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
+from ..registry import Registry
+
 DATA_ENV_VAR = "SEGAGENT_DATA"
 
 
@@ -114,27 +116,19 @@ def read_gray(path: Path) -> npt.NDArray[np.uint8]:
 
 
 DatasetFactory = Callable[..., Dataset]
-_REGISTRY: dict[str, DatasetFactory] = {}
+#: Every dataset by name (``segenv.registry.Registry``; a name cannot be taken twice).
+DATASETS: Registry[Dataset] = Registry("dataset", replace=False)
 
 
 def register_dataset(name: str) -> Callable[[DatasetFactory], DatasetFactory]:
     """Decorator: make ``factory(split=..., data_root=..., **kwargs)`` buildable by ``name``."""
-
-    def wrap(factory: DatasetFactory) -> DatasetFactory:
-        if name in _REGISTRY and _REGISTRY[name] is not factory:
-            raise ValueError(f"dataset {name!r} is already registered")
-        _REGISTRY[name] = factory
-        return factory
-
-    return wrap
+    return DATASETS.register(name)
 
 
 def make_dataset(name: str, **kwargs) -> Dataset:
     """Build a registered dataset: ``make_dataset("refcoco", split="val", data_root=...)``."""
-    if name not in _REGISTRY:
-        raise KeyError(f"unknown dataset {name!r}; registered: {sorted(_REGISTRY)}")
-    return _REGISTRY[name](**kwargs)
+    return DATASETS.build(name, **kwargs)
 
 
 def dataset_names() -> list[str]:
-    return sorted(_REGISTRY)
+    return DATASETS.names()

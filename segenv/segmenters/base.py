@@ -24,6 +24,8 @@ from typing import Any, Callable, Optional, Protocol, Sequence, runtime_checkabl
 import numpy as np
 import numpy.typing as npt
 
+from ..registry import Registry
+
 
 @dataclass
 class Prompt:
@@ -85,17 +87,13 @@ class SegmenterBase:
 
 
 SegmenterFactory = Callable[..., Segmenter]
-_REGISTRY: dict[str, SegmenterFactory] = {}
+#: Every segmenter backend by name (``segenv.registry.Registry``; a new registration replaces an old one).
+SEGMENTERS: Registry[Segmenter] = Registry("segmenter")
 
 
 def register_segmenter(name: str) -> Callable[[SegmenterFactory], SegmenterFactory]:
     """Decorator: make ``factory(checkpoint=None, **kwargs)`` buildable by ``name``."""
-
-    def wrap(factory: SegmenterFactory) -> SegmenterFactory:
-        _REGISTRY[name] = factory
-        return factory
-
-    return wrap
+    return SEGMENTERS.register(name)
 
 
 def make_segmenter(spec: "str | Segmenter", **kwargs) -> Segmenter:
@@ -103,12 +101,11 @@ def make_segmenter(spec: "str | Segmenter", **kwargs) -> Segmenter:
     if not isinstance(spec, str):
         return spec
     name, _, path = spec.partition(":")
-    if name not in _REGISTRY:
-        raise KeyError(f"unknown segmenter {name!r}; registered: {sorted(_REGISTRY)}")
+    factory = SEGMENTERS.get(name)
     if path:
         kwargs.setdefault("checkpoint", path)
-    return _REGISTRY[name](**kwargs)
+    return factory(**kwargs)
 
 
 def segmenter_names() -> list[str]:
-    return sorted(_REGISTRY)
+    return SEGMENTERS.names()
