@@ -78,6 +78,7 @@ class TinySegConfig(PretrainedConfig):
         segagent_coord_format: str = "loc",
         segagent_loc_grid: Optional[int] = None,
         segagent_prompt_style: str = "short",
+        segagent_iou_line: bool = False,
         tie_word_embeddings: bool = True,
         **kwargs,
     ) -> None:
@@ -102,6 +103,7 @@ class TinySegConfig(PretrainedConfig):
         self.segagent_coord_format = segagent_coord_format
         self.segagent_loc_grid = loc_grid if segagent_loc_grid is None else segagent_loc_grid
         self.segagent_prompt_style = segagent_prompt_style
+        self.segagent_iou_line = segagent_iou_line  # its word-level vocabulary has no digits
         super().__init__(pad_token_id=pad_token_id, bos_token_id=bos_token_id, eos_token_id=eos_token_id,
                          tie_word_embeddings=tie_word_embeddings, **kwargs)
 

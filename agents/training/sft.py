@@ -45,7 +45,11 @@ class SFTRunConfig:
         learning_rate, lr_scheduler_type, warmup_steps, weight_decay: the optimiser schedule.
         per_device_train_batch_size, gradient_accumulation_steps: batch size per step.
         action_format: target coordinate format; None = the checkpoint's ``segagent_*`` config or
-            the default (decimals, x before y, no IoU line).
+            the default (decimals, x before y). Its ``iou_line`` is decided by ``iou_line``.
+        iou_line: targets start with ``Current IOU: NN`` (SegAgent's answer format). None (the
+            default): on, unless the starting checkpoint declares ``segagent_iou_line`` (then its
+            value: a fine-tuned checkpoint keeps its format; the tiny pointer VLM declares False);
+            True / False: forced (``--iou-line`` / ``--no-iou-line``).
         prompt_style: ``"llava"``, ``"qwen"`` or ``"short"``; None = the checkpoint's or ``"llava"``.
         overlay_color: the overlay colour of the training images (and its word in the prompt).
         max_samples: use only the first N steps of the data (None = all).
@@ -75,6 +79,7 @@ class SFTRunConfig:
     per_device_train_batch_size: int = 8
     gradient_accumulation_steps: int = 1
     action_format: Any = None
+    iou_line: Optional[bool] = None
     prompt_style: Optional[str] = None
     overlay_color: str = "green"
     max_samples: Optional[int] = None
@@ -183,6 +188,16 @@ def build_sft_config(config: SFTRunConfig):
     return SFTConfig(**kwargs)
 
 
+def resolve_action_format(config: SFTRunConfig, model_config: Any):
+    """The targets' format: ``config.action_format`` or the checkpoint's declared one, with the
+    ``Current IOU`` line as ``config.iou_line`` says (see :class:`SFTRunConfig`)."""
+    from agents.mllm.prompt import ActionFormat
+
+    declared = getattr(model_config, "segagent_iou_line", None)
+    iou_line = config.iou_line if config.iou_line is not None else (True if declared is None else bool(declared))
+    return dataclasses.replace(config.action_format or ActionFormat.from_model_config(model_config), iou_line=iou_line)
+
+
 def train_sft(config: SFTRunConfig) -> dict:
     """Fine-tune ``config.model_path`` on the traces ``config.data``; save to ``config.output_dir``.
 
@@ -191,7 +206,6 @@ def train_sft(config: SFTRunConfig) -> dict:
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     from agents.mllm.policy import check_local_checkpoint, register_custom_models
-    from agents.mllm.prompt import ActionFormat
 
     from .trace_sft import load_traces, to_sft_dataset
 
@@ -199,7 +213,7 @@ def train_sft(config: SFTRunConfig) -> dict:
     register_custom_models()
     processor = AutoProcessor.from_pretrained(path, local_files_only=True)
     model = AutoModelForImageTextToText.from_pretrained(path, local_files_only=True)
-    fmt = config.action_format or ActionFormat.from_model_config(model.config)
+    fmt = resolve_action_format(config, model.config)
     style = config.prompt_style or getattr(model.config, "segagent_prompt_style", None) or "llava"
     fmt.to_model_config(model.config)
     model.config.segagent_prompt_style = style
@@ -238,4 +252,4 @@ def train_sft(config: SFTRunConfig) -> dict:
     return {"output_dir": str(out), "history": callback.history, "summary": callback.summary}
 
 
-__all__ = ["SFTRunConfig", "build_sft_config", "train_sft"]
+__all__ = ["SFTRunConfig", "build_sft_config", "resolve_action_format", "train_sft"]

@@ -8,8 +8,8 @@
   (:func:`segenv.render.overlay_mask`: exactly the env's ``overlay`` observation);
 * ``prompt``: the conversation (system message if the style has one, user turn = image + text of
   :func:`agents.mllm.prompt.build_prompt`);
-* ``completion``: the assistant turn, ``Current IOU: NN`` (the IoU of the mask before the click,
-  SegAgent's format) when ``action_format.iou_line``, then the action
+* ``completion``: the assistant turn, ``Current IOU: NN`` (the IoU of the mask before the click;
+  SegAgent's format, on by default, off with ``ActionFormat(iou_line=False)``), then the action
   (:func:`agents.mllm.prompt.render_action`).
 
 Traces made with ``store_images=False`` have no ``image``: it is regenerated from the env's
@@ -27,8 +27,8 @@ import numpy.typing as npt
 
 from .trace_store import all_shards_done, is_merged, merge, read_metadata, trace_config_of
 
-#: the SFT targets' format when none is given: decimals, (x, y)
-DEFAULT_SFT_FORMAT: dict = {}
+#: the SFT targets' format when none is given: decimals, (x, y), SegAgent's ``Current IOU`` line first
+DEFAULT_SFT_FORMAT = {"iou_line": True}
 
 
 def load_traces(path: "str | Path") -> Any:
@@ -76,7 +76,8 @@ def to_sft_dataset(
     """One row per kept click of ``traces`` (:func:`load_traces`), with the lazy ``images`` /
     ``prompt`` / ``completion`` columns of the module docstring.
 
-    ``action_format`` (:class:`agents.mllm.prompt.ActionFormat`): None = :data:`DEFAULT_SFT_FORMAT`.
+    ``action_format`` (:class:`agents.mllm.prompt.ActionFormat`): None = :data:`DEFAULT_SFT_FORMAT`
+    (decimals in (x, y) order, with the ``Current IOU`` line).
     """
     from datasets import Dataset
     from PIL import Image

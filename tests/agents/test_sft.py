@@ -11,7 +11,7 @@ pytest.importorskip("trl")
 import torch  # noqa: E402
 
 from agents.mllm import ActionFormat, MLLMPolicy, MLLMPolicyConfig, build_tiny_llava  # noqa: E402
-from agents.training.sft import SFTRunConfig, build_sft_config, train_sft  # noqa: E402
+from agents.training.sft import SFTRunConfig, build_sft_config, resolve_action_format, train_sft  # noqa: E402
 from agents.training.traces import TraceConfig, generate_traces  # noqa: E402
 
 
@@ -77,3 +77,24 @@ def test_sft_config_follows_toolchain_on_cpu(tmp_path):
     assert args.bf16 is False and args.use_cpu is True and args.max_length is None
     assert args.remove_unused_columns is False and args.gradient_checkpointing is False
     assert args.learning_rate == 1e-5 and args.lr_scheduler_type.value == "cosine"  # the paper's defaults
+
+
+def test_iou_line_is_on_by_default_with_an_opt_out():
+    """SegAgent's answers start with ``Current IOU: NN``: SFT targets do too unless told otherwise or
+    the checkpoint declares its own format (the tiny pointer VLM cannot write digits)."""
+    from types import SimpleNamespace
+
+    from agents.mllm.tiny import TinySegConfig
+
+    def resolved(model_config, **kw):
+        return resolve_action_format(SFTRunConfig(model_path="m", data="d", output_dir="o", **kw), model_config)
+
+    stock = SimpleNamespace()  # a checkpoint that declares nothing (e.g. a downloaded LLaVA)
+    assert resolved(stock) == ActionFormat("decimal", iou_line=True)
+    assert resolved(stock, iou_line=False).iou_line is False  # the opt-out
+    assert resolved(stock, action_format=ActionFormat("int1000", "yx")) == ActionFormat("int1000", "yx", iou_line=True)
+    assert resolved(SimpleNamespace(segagent_iou_line=False)).iou_line is False  # a checkpoint keeps its format
+    assert resolved(SimpleNamespace(segagent_iou_line=False), iou_line=True).iou_line is True
+    tiny = resolved(TinySegConfig())
+    assert tiny.coord_format == "loc" and tiny.iou_line is False
+

@@ -172,6 +172,9 @@ def test_sft_view_builds_overlay_prompt_and_completion(reference):
     np.testing.assert_array_equal(np.asarray(image), R.overlay_mask(np.asarray(row["image"]), mask))
     no_iou = to_sft_dataset(traces, action_format=ActionFormat("int1000", iou_line=False), prompt_style="qwen")
     assert no_iou[0]["completion"][0]["content"][0]["text"] == answer.split("\n", 1)[1]
+    default = to_sft_dataset(traces)[0]["completion"][0]["content"][0]["text"]  # SegAgent's format by default
+    assert default.startswith("Current IOU: ") and parse_action_text(default).action == parse_action_text(
+        default, ActionFormat("decimal")).action
     batch = ds[:3]  # batched access works too (what trl's dataloader does)
     assert len(batch["images"]) == len(batch["prompt"]) == len(batch["completion"]) == min(3, len(ds))
     assert len(ds.select(range(2))) == 2 and ds.select(range(2))[1]["prompt"] == ds[1]["prompt"]
