@@ -11,6 +11,7 @@ from .actions import INVALID, STOP, BoxPrompt, Click, Finish, NoObject, parse_ac
 from .datasets import DatasetNotFoundError, Sample, make_dataset
 from .env import SegEnv
 from .segmenters import make_segmenter
+from .wrappers import time_limit_kwargs
 
 __version__ = "0.1.0"
 
@@ -34,7 +35,10 @@ ENV_SPECS: dict[str, tuple[str, str, dict]] = {
 
 for _id, (_dataset, _split, _extra) in ENV_SPECS.items():
     if _id not in _gym_registration.registry:
-        register(id=_id, entry_point="segenv.env:SegEnv", kwargs={"dataset": _dataset, "split": _split, **_extra})
+        # max_episode_steps = the id's max_clicks + 1 (a box first action), kept equal to a max_clicks
+        # given to gym.make by segenv.wrappers.ClickBudgetTimeLimit
+        register(id=_id, entry_point="segenv.env:SegEnv", kwargs={"dataset": _dataset, "split": _split, **_extra},
+                 **time_limit_kwargs(_extra))
 
 __all__ = [
     "BoxPrompt",

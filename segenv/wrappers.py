@@ -1,24 +1,99 @@
-"""Wrappers for RL libraries that cannot take a Text observation (stable-baselines3).
+"""Gymnasium wrappers around :class:`segenv.env.SegEnv`: its time limit, and observations for RL
+libraries that cannot take a Text observation (stable-baselines3).
 
-``TextToTokens`` turns ``obs["text"]`` into a fixed-length ``Box(uint8)`` of byte codes (0 =
-padding), so the expression stays in the observation without any tokenizer; ``make_sb3_env``
-composes it with a smaller observation size and keeps only the keys a policy needs.
+* :class:`ClickBudgetTimeLimit`: the ``TimeLimit`` every registered id gets (through the spec's
+  ``additional_wrappers``), kept equal to the env's own budget: ``max_clicks`` clicks plus a box
+  first action, so ``max_episode_steps = max_clicks + 1``. ``gym.make(id, max_clicks=3)`` then has
+  ``env.spec.max_episode_steps == 4`` and truncates after the third click, exactly as the env does.
+* :class:`TextToTokens` turns ``obs["text"]`` into a fixed-length ``Box(uint8)`` of byte codes
+  (0 = padding), so the expression stays in the observation without any tokenizer.
+* :func:`make_sb3_env` composes it with a smaller observation size and keeps only the keys a
+  policy needs.
+
+All follow gymnasium's wrapper conventions (``gymnasium.utils.RecordConstructorArgs``), so a
+wrapped env's ``env.spec`` lists its wrappers and ``gym.make(env.spec)`` rebuilds the same env.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+import inspect
+from typing import Any, Sequence
 
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
+from gymnasium.envs.registration import WrapperSpec
+from gymnasium.wrappers import TimeLimit
+
+__all__ = ["ClickBudgetTimeLimit", "TextToTokens", "make_sb3_env", "time_limit_kwargs"]
 
 
-class TextToTokens(gym.ObservationWrapper):
-    """Replace the ``text`` key by ``text_tokens``: ``uint8[max_length]`` byte codes, 0-padded."""
+def _default_max_clicks() -> int:
+    from .env import SegEnv
+
+    return int(inspect.signature(SegEnv.__init__).parameters["max_clicks"].default)
+
+
+def time_limit_kwargs(env_kwargs: dict) -> dict[str, Any]:
+    """The ``register(...)`` arguments that give an id the time limit of its ``max_clicks``.
+
+    ``max_episode_steps`` is the longest episode the env allows with the id's ``max_clicks`` (the
+    env's default, 7, unless the id sets one): one step per click plus one for a box first
+    action. :class:`ClickBudgetTimeLimit` (the id's ``additional_wrappers``) keeps it equal to a
+    ``max_clicks`` passed to ``gym.make``.
+    """
+    max_clicks = int(env_kwargs.get("max_clicks", _default_max_clicks()))
+    return {
+        "max_episode_steps": max_clicks + 1,
+        "additional_wrappers": (
+            WrapperSpec(name="ClickBudgetTimeLimit", entry_point="segenv.wrappers:ClickBudgetTimeLimit", kwargs={}),
+        ),
+    }
+
+
+class ClickBudgetTimeLimit(TimeLimit):
+    """``TimeLimit`` at ``max_clicks + 1`` steps, the env's own bound (``max_clicks`` clicks plus a
+    box first action; ``Finish`` / ``NoObject`` end the episode), so the TimeLimit never cuts an
+    episode the env would continue, and ``env.spec.max_episode_steps`` tells RL libraries the truth.
+
+    ``gym.make`` applies the registered ``TimeLimit`` first and this wrapper right after it; this
+    wrapper replaces that one. A ``max_episode_steps`` passed to ``gym.make`` (one that differs
+    from the registered value) and smaller than the env's bound is kept: it truncates earlier, and
+    the spec says so. ``max_episode_steps=-1`` (no TimeLimit) gives the same episodes as this one,
+    since the env truncates itself at ``max_clicks``.
+    """
+
+    def __init__(self, env: gym.Env) -> None:
+        bound = int(env.unwrapped.max_clicks) + 1
+        if isinstance(env, TimeLimit):
+            given = env.spec.max_episode_steps if env.spec is not None else None
+            registered = _registered_max_episode_steps(env)
+            if given is not None and given != registered and given < bound:
+                bound = given  # the caller's own, shorter limit
+            env = env.env
+        super().__init__(env, bound)
+
+
+def _registered_max_episode_steps(env: gym.Env) -> "int | None":
+    spec = env.spec
+    if spec is None or spec.id not in gym.registry:
+        return None
+    return gym.spec(spec.id).max_episode_steps
+
+
+class TextToTokens(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
+    """Replace the ``text`` key by ``text_tokens``: ``uint8[max_length]`` byte codes, 0-padded.
+
+    Non-ASCII characters become ``?``; text beyond ``max_length`` bytes is cut.
+    """
 
     def __init__(self, env: gym.Env, max_length: int = 64) -> None:
-        super().__init__(env)
+        if int(max_length) < 1:
+            raise ValueError(f"max_length must be >= 1, got {max_length}")
+        gym.utils.RecordConstructorArgs.__init__(self, max_length=int(max_length))
+        gym.ObservationWrapper.__init__(self, env)
+        if not isinstance(env.observation_space, spaces.Dict) or "text" not in env.observation_space.spaces:
+            raise ValueError(f"TextToTokens needs a Dict observation with a 'text' key, got {env.observation_space}")
         self.max_length = int(max_length)
         inner = dict(env.observation_space.spaces)
         inner.pop("text")
@@ -39,9 +114,13 @@ def make_sb3_env(
     keys: Sequence[str] = ("overlay", "text_tokens"),
     image_size: int = 64,
     max_text_length: int = 64,
-    **kwargs,
+    **kwargs: Any,
 ) -> gym.Env:
-    """An env that stable-baselines3's ``PPO("MultiInputPolicy")`` accepts: Dict of uint8 Boxes."""
+    """An env that stable-baselines3's ``PPO("MultiInputPolicy")`` accepts: Dict of uint8 Boxes.
+
+    ``gym.make(env_id, image_size=image_size, **kwargs)`` wrapped in :class:`TextToTokens` and
+    ``gymnasium.wrappers.FilterObservation(keys)``; ``env.spec`` records all of it.
+    """
     import segenv  # noqa: F401  (registers ids)
 
     env = gym.make(env_id, image_size=image_size, **kwargs)

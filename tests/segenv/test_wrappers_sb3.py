@@ -1,19 +1,18 @@
-"""stable-baselines3 runs on the env through the documented wrapper."""
+"""The SB3-ready env follows gymnasium's wrapper conventions and passes both env checkers."""
 
 from __future__ import annotations
 
+import warnings
+
+import gymnasium as gym
 import numpy as np
 import pytest
 
+import segenv  # noqa: F401  (registers the ids)
 from segenv.wrappers import TextToTokens, make_sb3_env
-
-sb3 = pytest.importorskip("stable_baselines3")
 
 
 def test_text_tokens_round_trip():
-    import gymnasium as gym
-    import segenv  # noqa: F401
-
     env = TextToTokens(gym.make("SegAgent-Shapes-v0", image_size=32), max_length=64)
     obs, _ = env.reset(seed=0)
     tokens = obs["text_tokens"]
@@ -22,7 +21,38 @@ def test_text_tokens_round_trip():
     assert env.observation_space.contains(obs)
 
 
+def test_text_tokens_rejects_an_env_without_text():
+    with pytest.raises(ValueError, match="'text' key"):
+        TextToTokens(gym.make("CartPole-v1"))
+
+
+def test_wrapped_spec_records_the_wrappers_and_rebuilds_the_env():
+    env = make_sb3_env(image_size=48, max_clicks=2, max_text_length=32)
+    spec = env.spec
+    assert [w.name for w in spec.additional_wrappers] == ["TextToTokens", "FilterObservation"]
+    assert spec.additional_wrappers[0].kwargs == {"max_length": 32}
+    assert spec.max_episode_steps == 3 and spec.kwargs["max_clicks"] == 2 and spec.kwargs["image_size"] == 48
+    again = gym.make(spec)
+    assert again.observation_space == env.observation_space and again.spec == spec
+    a, _ = env.reset(seed=5)
+    b, _ = again.reset(seed=5)
+    assert set(a) == {"overlay", "text_tokens"}
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key])
+
+
+def test_gymnasium_check_env():
+    from gymnasium.utils.env_checker import check_env
+
+    env = make_sb3_env(image_size=48, max_clicks=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any checker warning fails the test ...
+        warnings.filterwarnings("ignore", message=".*different from the unwrapped version")  # ... but "it is wrapped"
+        check_env(env, skip_render_check=True)
+
+
 def test_sb3_check_env_and_short_ppo_run():
+    pytest.importorskip("stable_baselines3")
     from stable_baselines3 import PPO
     from stable_baselines3.common.env_checker import check_env
 
