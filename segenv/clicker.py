@@ -1,6 +1,6 @@
 """The distance-transform click simulator F_sim (paper Alg. 3) with RITM's conventions.
 
-Pure numpy/cv2, no model inside (REFERENCE.md 5):
+Pure numpy/cv2, no model inside (docs/conventions.md#clicker):
 
 * errors: ``fn = gt & ~pred & ~ignore``, ``fp = ~gt & pred & ~ignore``;
 * both are padded by one pixel of zeros before ``cv2.distanceTransform(DIST_L2, 0)`` and cropped

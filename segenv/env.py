@@ -33,7 +33,7 @@ class SegEnv(gym.Env):
     Each episode is one dataset item: an image and a referring expression. The agent clicks;
     an interactive segmenter (GrabCut by default, or a SAM-family model) turns *all* clicks so
     far, the box if any and its previous logits into a mask, exactly as in SegAgent's
-    evaluation (REFERENCE.md 4).
+    evaluation (docs/conventions.md#segmenter-feedback).
 
     ## Action Space
     ``action_mode="click"`` (default, unchanged since v0): ``Box(0, 1, (3,), float32)``:

@@ -1,4 +1,4 @@
-"""Segmentation and interactive-segmentation metrics as pure functions (REFERENCE.md 4-5).
+"""Segmentation and interactive-segmentation metrics as pure functions (docs/conventions.md#metrics).
 
 * ``iou``: per item, ignore pixels excluded from intersection and union; empty union counts 1.
 * gIoU / mIoU: mean of per-item IoUs; cIoU: sum of intersections over sum of unions.

@@ -1,6 +1,6 @@
 """What the policy and people see: mask overlays, click markers and trajectory sheets.
 
-The policy's overlay follows SegAgent's released code (REFERENCE.md 1): the mask is blended only
+The policy's overlay follows SegAgent's released code (docs/conventions.md#overlay): the mask is blended only
 where it is on, ``0.5 * pixel + 0.5 * colour``, and no clicks are drawn. People get the clicks
 too (filled circles of radius 5, positive red, negative blue, as in paper Fig. 8).
 """

@@ -307,7 +307,7 @@ def _is_end_record(step: StepRecord) -> bool:
 
 
 def summarize(trajectories: Sequence[Trajectory], max_clicks: int, noc_max_clicks: Optional[int] = None) -> dict:
-    """The benchmark numbers of a set of episodes (REFERENCE.md 4-5 definitions).
+    """The benchmark numbers of a set of episodes (definitions: docs/conventions.md#metrics).
 
     ``miou``/``ciou`` use each episode's final mask; ``miou_per_click[k]`` is the mean IoU after
     step ``k+1`` with early-stopped episodes carrying their last IoU forward (an episode with no

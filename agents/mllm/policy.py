@@ -1,6 +1,6 @@
 """The MLLM policy: any LOCAL image-text-to-text checkpoint acting in segenv.
 
-Every step is a fresh single-turn chat (REFERENCE.md 1: no action history): the observation's
+Every step is a fresh single-turn chat (no action history: docs/conventions.md#overlay): the observation's
 ``overlay`` (image + current mask, no click markers) as the image, the prompt of
 :func:`agents.mllm.prompt.build_prompt` with the caption, and the answer parsed by
 :func:`agents.mllm.prompt.parse_action_text`. Unparsable text gives ``None`` (the rollout harness

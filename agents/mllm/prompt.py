@@ -1,4 +1,4 @@
-"""The policy's answer grammar: ONE module renders and parses the action text (REFERENCE.md 1).
+"""The policy's answer grammar: ONE module renders and parses the action text (docs/conventions.md#action-text).
 
 The prompts themselves live in :mod:`agents.mllm.instructions` (re-exported here).
 
@@ -19,7 +19,7 @@ Coordinate formats (:class:`ActionFormat`):
   the cell centre (the tiny pointer model's own format; no coordinate order).
 
 ``coord_order="yx"`` reads/writes the pair as ``(row, column)``: the released SegAgent-Qwen
-checkpoint emits ``(y, x)`` although its prompt says ``(x, y)`` (REFERENCE.md 1).
+checkpoint emits ``(y, x)`` although its prompt says ``(x, y)`` (docs/conventions.md#axis-order).
 
 Parsing follows the released parser and is strict about meaning, lenient about form: the sign
 comes from the words "Positive point" / "Negative point" (any case and spacing), the coordinates

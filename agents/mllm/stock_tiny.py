@@ -4,7 +4,7 @@
 (``config.json``, weights, tokenizer, processor with a chat template) that loads with
 ``AutoProcessor.from_pretrained`` + ``AutoModelForImageTextToText.from_pretrained``, exactly like
 a downloaded checkpoint. Nothing is downloaded: the byte-level BPE tokenizer is trained here on a
-few strings with ``tokenizers`` (TOOLCHAIN.md, "Small VLMs built from config").
+few strings with ``tokenizers`` (docs/conventions.md#toolchain-notes).
 
 The chat template handles list content (``{"type": "image"}`` / ``{"type": "text"}``), ends the
 assistant turn with the EOS token (so SFT teaches the model to stop) and wraps it in

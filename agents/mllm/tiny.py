@@ -1,6 +1,6 @@
 """A tiny click-pointing VLM built from config (the CPU default for SegAgent's MLLM policy).
 
-Why this shape (see /work/shared/TOOLCHAIN.md, "A tiny VLM that must learn to click"): stock
+Why this shape (see docs/tiny_vlm.md): stock
 LLaVA/Idefics3 layouts trained from scratch on this CPU learn the answer template and then emit
 one constant answer; a *pointer readout* breaks that plateau. So:
 

@@ -7,7 +7,7 @@ image-text-to-text checkpoint (a tiny one from :mod:`agents.mllm.stock_tiny` /
 :mod:`agents.mllm.tiny`, or a real LLaVA / SmolVLM / Qwen-VL folder); the same entry point runs
 single-process, under ``torchrun`` or ``accelerate launch`` (trl/transformers handle the ranks).
 
-Settings follow TOOLCHAIN.md: ``bf16`` only with CUDA, no gradient checkpointing by default,
+Settings follow docs/conventions.md#toolchain-notes: ``bf16`` only with CUDA, no gradient checkpointing by default,
 ``max_length=None`` (truncating into image tokens fails), ``use_cpu`` without a GPU,
 ``remove_unused_columns=False`` (the transform needs its columns). Paper defaults: AdamW,
 lr 1e-5, cosine schedule, 2 epochs.
@@ -153,7 +153,7 @@ def _trainer_class(model: Any, loss_from: str):
 
 
 def build_sft_config(config: SFTRunConfig):
-    """The ``trl.SFTConfig`` for a run (device-dependent defaults per TOOLCHAIN.md)."""
+    """The ``trl.SFTConfig`` for a run (device-dependent defaults per docs/conventions.md#toolchain-notes)."""
     import torch
     from trl import SFTConfig
 

@@ -1,4 +1,4 @@
-"""D_traj: SFT data from the click oracle (paper sec. 4.2, B.1; REFERENCE.md 2).
+"""D_traj: SFT data from the click oracle (paper sec. 4.2, B.1; docs/conventions.md#traces).
 
 For each sample index the oracle (:class:`agents.oracle.OracleAgent`, RITM's clicker) acts in the
 env through :func:`segenv.rollout.run_episode`. A click is kept only if it STRICTLY improves the

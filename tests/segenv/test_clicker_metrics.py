@@ -1,4 +1,4 @@
-"""The click simulator and metrics follow RITM's conventions (REFERENCE.md 4-5)."""
+"""The click simulator and metrics follow RITM's conventions (docs/conventions.md#clicker, #metrics)."""
 
 from __future__ import annotations
 

@@ -52,7 +52,7 @@ def test_observation_layout_and_overlay(size):
     obs, reward, *_ , info = env.step(Click.from_pixel(rows[k], cols[k], *gt.shape, True))
     m = obs["mask"] > 0
     assert m.any()
-    # green at alpha 0.5 exactly where the mask is on, untouched elsewhere (REFERENCE.md 1)
+    # green at alpha 0.5 exactly where the mask is on, untouched elsewhere (docs/conventions.md#overlay)
     expected = obs["image"].copy()
     expected[m] = ((obs["image"][m].astype(np.uint16) + np.array([0, 255, 0])) // 2).astype(np.uint8)
     assert np.abs(obs["overlay"].astype(int) - expected.astype(int)).max() <= 1
