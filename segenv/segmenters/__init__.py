@@ -1,6 +1,15 @@
 """Interactive segmenters behind one protocol (see :mod:`segenv.segmenters.base`).
 
 Backends that need torch are registered with lazy factories, so ``import segenv`` stays light.
+
+The SAM family is one adapter per model family over one shared flow:
+
+* ``sam_common.py``: the shared SAM logic (resize into the input frame, coordinate scaling,
+  multimask choice, previous logits, looped / batched ``predict_many``);
+* ``sam.py`` (``sam:``): segment-anything ``.pth`` checkpoints (read by ``sam_checkpoint.py``);
+* ``hf_sam.py`` (``hf:``): transformers folders; its ``HF_FAMILIES`` table maps ``config.json``'s
+  ``model_type`` to an adapter: ``hf_sam1.py`` (SAM, SAM-HQ), ``hf_sam2.py`` (SAM 2 / 2.1).
+  A new family is one more adapter module plus one row in that table.
 """
 
 from .base import Prompt, Segmenter, SegmenterBase, make_segmenter, register_segmenter, segmenter_names

@@ -1,69 +1,68 @@
-"""transformers' SAM family (``SamModel``, ``SamHQModel``, ``Sam2Model``) as one interactive segmenter.
+"""transformers' SAM family (``hf:``): local folders, the model_type table, and what all HF adapters share.
 
-Same protocol and feedback loop as :mod:`segenv.segmenters.sam` (REFERENCE.md section 4): every
-step sends all clicks so far, the box if any and the previous chosen low-res logits as
-``input_masks``; ``multimask_output=True`` and the mask with the best ``iou_scores`` is kept;
-mask = logits > 0. ``predict`` returns ``(mask HxW bool, logits)`` with ``logits`` a **numpy
-float32 array of shape (1, 256, 256)** (the chosen low-res logits, 4x the embedding grid: 256 for
-the real 1024-px models; feed them back as ``prev_logits``, torch tensors accepted too).
-``last_scores`` holds the chosen masks' predicted IoU (one per prompt set of the latest call);
-``encoder_calls`` / ``decoder_calls`` count model calls. A model passed as ``model=`` is moved
-(and, on CUDA, cast to bfloat16) in place.
+``make_segmenter("hf:/models/FOLDER")`` (or ``HFSamSegmenter(checkpoint=FOLDER)`` /
+``HFSamSegmenter(model=...)``) returns the adapter of the model's family, chosen through
+:data:`HF_FAMILIES` (no if-chain): ``config.json``'s ``model_type`` for a folder, the model's
+class for an instance. Each row names the transformers class and the adapter that drives it:
 
-Loading: only local folders written by ``save_pretrained`` (``config.json`` + weights). The
-class comes from ``config.json``'s ``model_type`` (transformers 5.24 strings):
+* ``"sam"`` -> ``SamModel`` -> :class:`~.hf_sam1.HFSam1Segmenter`;
+* ``"sam_hq"`` -> ``SamHQModel`` -> :class:`~.hf_sam1.HFSamHQSegmenter`;
+* ``"sam2"``, ``"sam2_video"`` (how the hub's facebook/sam2.1-* folders are saved) -> ``Sam2Model``
+  -> :class:`~.hf_sam2.HFSam2Segmenter` (it takes the image-predictor subset of those weights).
 
-* ``"sam"`` -> ``SamModel``; ``"sam_hq"`` -> ``SamHQModel``;
-* ``"sam2"`` -> ``Sam2Model``; ``"sam2_video"`` (how the hub's facebook/sam2.1-* folders are
-  saved) -> ``Sam2Model`` too: it takes the image-predictor subset of those weights.
+A new family (e.g. SAM 3's tracker) is one more small adapter module subclassing
+:class:`HFSamSegmenter` plus one row in :data:`HF_FAMILIES`.
 
-Preprocessing is our own (``Sam2ImageProcessor`` needs torchvision; for SAM the same maths as
-``SamImageProcessor``): RGB uint8 -> cv2 ``INTER_LINEAR`` resize -> ``x / 255`` -> ``(x - mean) /
-std`` with ImageNet mean/std (or the folder's ``preprocessor_config.json`` values).
-
-* SAM / SAM-HQ: longest side to 1024 (segment-anything rounding), pad bottom-right to 1024x1024;
-  coordinates scaled per axis by new/old size (= ``1024 / max(H, W)`` up to rounding), as
-  ``SamProcessor``; low-res logits upsampled to 1024, cropped to the resized size, resized to
-  (H, W) (the maths of ``SamProcessor.post_process_masks``).
-* SAM 2: resize to 1024x1024 (aspect not kept), coordinates scaled per axis by ``1024 / W`` and
-  ``1024 / H``; low-res logits resized straight to (H, W) (as ``Sam2Processor``).
-
-The encoder runs once per ``set_image`` (``get_image_embeddings``; SAM-HQ also keeps the
-intermediate ViT embeddings its HQ decoder needs; SAM 2 keeps its three feature levels). On CUDA
-the model runs in bfloat16 (``dtype="auto"``), on CPU in float32. ``predict_many`` loops on CPU and
-batches on CUDA (prompt sets of the same structure share one decoder call, the embedding is
-expanded along the image-batch axis so that each set keeps its own ``input_masks``).
+Shared by every HF adapter (the SAM protocol itself is :mod:`.sam_common`'s): loading only local
+folders written by ``save_pretrained`` (``config.json`` + weights; a hub id, a ``.pth`` or an
+unknown model_type is a clear error), the device and dtype (bfloat16 on CUDA, float32 on CPU with
+``dtype="auto"``; a model passed as ``model=`` is moved and cast in place), the pixel
+normalisation (``x / 255``, then ImageNet mean/std or the folder's ``preprocessor_config.json``;
+our own, since ``Sam2ImageProcessor`` needs torchvision), padding the resized image bottom-right
+to ``img_size`` x ``img_size``, and the decoder call ``model(image_embeddings=..., input_points=
+[B, 1, N, 2], input_labels=[B, 1, N], input_boxes=[B, 1, 4], input_masks=[B, 1, 256, 256],
+multimask_output=...)`` with the cached embedding expanded along the image-batch axis so that
+each prompt set of a batch keeps its own ``input_masks``.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
+from dataclasses import dataclass
 from typing import Any, Optional, Sequence
 
 import numpy as np
 import numpy.typing as npt
 
-from .sam import (
-    _Prepared,
-    _SamFamilyBase,
-    as_prev_logits,
-    longest_side_shape,
-    resize_rgb,
-    resolve_device,
-    scale_xy,
-)
+from .sam_common import PreparedPrompt, SamFamilyBase, resolve_device
 
 ENV_CHECKPOINT = "SEGAGENT_HF_SAM_CHECKPOINT"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-# config.json model_type -> (family, transformers class name)
-SUPPORTED_MODEL_TYPES = {
-    "sam": ("sam", "SamModel"),
-    "sam_hq": ("sam_hq", "SamHQModel"),
-    "sam2": ("sam2", "Sam2Model"),
-    "sam2_video": ("sam2", "Sam2Model"),
+
+
+@dataclass(frozen=True)
+class HFFamily:
+    """One transformers SAM family: its name, transformers class, adapter and config model_types."""
+
+    family: str
+    model_class: str  # the transformers class (``getattr(transformers, model_class)``)
+    adapter: str  # "module:Class" of its segmenter adapter, imported on first use
+    model_types: tuple[str, ...]  # config.json ``model_type`` values loaded by this family
+
+
+HF_FAMILIES: dict[str, HFFamily] = {
+    f.family: f
+    for f in (
+        HFFamily("sam", "SamModel", "segenv.segmenters.hf_sam1:HFSam1Segmenter", ("sam",)),
+        HFFamily("sam_hq", "SamHQModel", "segenv.segmenters.hf_sam1:HFSamHQSegmenter", ("sam_hq",)),
+        HFFamily("sam2", "Sam2Model", "segenv.segmenters.hf_sam2:HFSam2Segmenter", ("sam2", "sam2_video")),
+    )
 }
+# config.json model_type -> (family, transformers class name)
+SUPPORTED_MODEL_TYPES = {t: (f.family, f.model_class) for f in HF_FAMILIES.values() for t in f.model_types}
 
 
 def _how_to_set() -> str:
@@ -75,14 +74,14 @@ def _how_to_set() -> str:
 
 def family_of_model(model: Any) -> str:
     """'sam' / 'sam_hq' / 'sam2' for an already built transformers model instance."""
-    names = [c.__name__ for c in type(model).__mro__]
-    if "Sam2Model" in names:
-        return "sam2"
-    if "SamHQModel" in names:
-        return "sam_hq"
-    if "SamModel" in names:
-        return "sam"
-    raise TypeError(f"hf: model must be a transformers SamModel, SamHQModel or Sam2Model, got {type(model).__name__}")
+    by_class = {f.model_class: f.family for f in HF_FAMILIES.values()}
+    for cls in type(model).__mro__:  # the most derived known class wins
+        if cls.__name__ in by_class:
+            return by_class[cls.__name__]
+    classes = [f.model_class for f in HF_FAMILIES.values()]
+    raise TypeError(
+        f"hf: model must be a transformers {', '.join(classes[:-1])} or {classes[-1]}, got {type(model).__name__}"
+    )
 
 
 def read_hf_folder(path: str) -> tuple[str, dict]:
@@ -135,8 +134,24 @@ def _read_norm(path: Optional[str]) -> tuple[tuple, tuple]:
     return IMAGENET_MEAN, IMAGENET_STD
 
 
-class HFSamSegmenter(_SamFamilyBase):
+def _checkpoint_or_env(checkpoint: Optional[str]) -> str:
+    checkpoint = checkpoint or os.environ.get(ENV_CHECKPOINT) or None
+    if not checkpoint:
+        raise FileNotFoundError(f"hf: no model folder given; {_how_to_set()}")
+    return checkpoint
+
+
+def adapter_class(family: str) -> type:
+    """The segmenter adapter class of a family (imported from its module on first use)."""
+    module, _, cls = HF_FAMILIES[family].adapter.partition(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+class HFSamSegmenter(SamFamilyBase):
     """transformers SAM / SAM-HQ / SAM 2 behind the segmenter protocol.
+
+    Calling ``HFSamSegmenter(...)`` returns an instance of the family's adapter (a subclass, as
+    ``pathlib.Path(...)`` returns a ``PosixPath``); an adapter class may also be called directly.
 
     Args:
         checkpoint: local folder written by ``save_pretrained`` (default: env
@@ -151,6 +166,17 @@ class HFSamSegmenter(_SamFamilyBase):
     """
 
     name = "hf"
+    family: str = ""  # set by each adapter: a key of HF_FAMILIES
+
+    def __new__(cls, checkpoint: Optional[str] = None, device: str = "auto", dtype: str = "auto", model: Any = None,
+                *args, **kwargs):
+        if cls is HFSamSegmenter:  # the generic entry point: pick the family's adapter
+            if model is not None:
+                family = family_of_model(model)
+            else:
+                family, _ = read_hf_folder(_checkpoint_or_env(checkpoint))
+            cls = adapter_class(family)
+        return super().__new__(cls)
 
     def __init__(
         self,
@@ -172,94 +198,68 @@ class HFSamSegmenter(_SamFamilyBase):
             self.dtype = getattr(torch, str(dtype).replace("torch.", ""))
         folder = None
         if model is None:
-            checkpoint = checkpoint or os.environ.get(ENV_CHECKPOINT) or None
-            if not checkpoint:
-                raise FileNotFoundError(f"hf: no model folder given; {_how_to_set()}")
+            checkpoint = _checkpoint_or_env(checkpoint)
             family, _ = read_hf_folder(checkpoint)
+            self._check_family(family, checkpoint)
             folder = os.path.expanduser(str(checkpoint))
             import transformers
 
-            cls = getattr(transformers, {"sam": "SamModel", "sam_hq": "SamHQModel", "sam2": "Sam2Model"}[family])
+            cls = getattr(transformers, HF_FAMILIES[family].model_class)
             model = cls.from_pretrained(folder, local_files_only=True, dtype=torch.float32)
-        self.family = family_of_model(model)
+        self._check_family(family_of_model(model), type(model).__name__)
         self.checkpoint = checkpoint
         self.model = model.eval().to(device=self.device, dtype=self.dtype)
         self.hq_token_only = bool(hq_token_only)
         mean, std = _read_norm(folder)
         self._mean = torch.tensor(mean, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
         self._std = torch.tensor(std, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
-        cfg = self.model.config
-        if self.family == "sam2":
-            self.img_size = int(cfg.prompt_encoder_config.image_size)
-            self.lowres_size = tuple(int(s) for s in self.model.prompt_encoder.mask_input_size)
-        else:
-            self.img_size = int(cfg.vision_config.image_size)
-            emb = int(cfg.prompt_encoder_config.image_embedding_size)
-            self.lowres_size = (4 * emb, 4 * emb)
-        self._input_size: tuple[int, int] = (0, 0)
-        self._scale = (1.0, 1.0)
+        self.img_size, self.lowres_size = self._sizes()
 
-    # ---------------------------------------------------------------- image
-    def set_image(self, image: npt.NDArray[np.uint8]) -> None:
+    def _check_family(self, family: str, what: str) -> None:
+        if family != self.family:
+            raise ValueError(
+                f"hf: {what} is a {family!r} model but {type(self).__name__} drives {self.family!r} models; "
+                f"use HFSamSegmenter(...) or make_segmenter('hf:FOLDER'), which pick the adapter"
+            )
+
+    # ---------------------------------------------------------------- hooks of each HF family
+    def _sizes(self) -> tuple[int, tuple[int, int]]:  # pragma: no cover
+        """(input frame side, low-res logits (h, w)) from ``self.model.config``."""
+        raise NotImplementedError
+
+    def _embed(self, x):  # pragma: no cover
+        """Image embeddings of ``x`` [1, 3, S, S] (model dtype) as this family caches them."""
+        raise NotImplementedError
+
+    def _expanded_features(self, b: int) -> dict:  # pragma: no cover
+        """The cached embeddings as decoder keyword arguments, expanded to batch ``b``."""
+        raise NotImplementedError
+
+    def _decoder_options(self) -> dict:
+        """Extra keyword arguments of this family's decoder call."""
+        return {}
+
+    # ---------------------------------------------------------------- shared steps
+    def _encode(self, resized: npt.NDArray[np.uint8]):
         import torch
         import torch.nn.functional as F
 
-        self._check_image(image)
-        h, w = image.shape[:2]
+        nh, nw = resized.shape[:2]
         s = self.img_size
-        if self.family == "sam2":
-            nh, nw = s, s
-        else:
-            nh, nw = longest_side_shape(h, w, s)
-        x = torch.from_numpy(resize_rgb(image, nh, nw)).to(self.device).permute(2, 0, 1).float()[None]
+        x = torch.from_numpy(resized).to(self.device).permute(2, 0, 1).float()[None]
         x = (x / 255.0 - self._mean) / self._std
         if (nh, nw) != (s, s):
             x = F.pad(x, (0, s - nw, 0, s - nh))
-        x = x.to(self.dtype)
-        with torch.inference_mode():
-            if self.family == "sam_hq":
-                emb, inter = self.model.get_image_embeddings(x)
-                self._features = (emb, list(inter))
-            elif self.family == "sam2":
-                self._features = list(self.model.get_image_embeddings(x))
-            else:
-                self._features = self.model.get_image_embeddings(x)
-        self.encoder_calls += 1
-        self._input_size = (nh, nw)
-        self._scale = (nw / w, nh / h)
+        return self._embed(x.to(self.dtype))
 
-    # ---------------------------------------------------------------- prompts
-    def _prepare(self, points, labels, box, prev_logits) -> _Prepared:
+    def _run_decoder(self, group: Sequence[PreparedPrompt], multimask: bool):
         import torch
-
-        sx, sy = self._scale
-        coords = torch.from_numpy(scale_xy(points, sx, sy)).to(self.device)
-        lab = torch.from_numpy(np.asarray(labels, np.int64)).to(self.device)
-        bx = torch.from_numpy(scale_xy(box, sx, sy)).to(self.device) if box is not None else None
-        mask = as_prev_logits(prev_logits, self.lowres_size, self.device, self.dtype)
-        return _Prepared(coords, lab, bx, mask)
-
-    def _expanded_features(self, b: int) -> dict:
-        if self.family == "sam_hq":
-            emb, inter = self._features
-            return dict(
-                image_embeddings=emb.expand(b, *emb.shape[1:]),
-                intermediate_embeddings=[t.expand(b, *t.shape[1:]) for t in inter],
-            )
-        if self.family == "sam2":
-            return dict(image_embeddings=[t.expand(b, *t.shape[1:]) for t in self._features])
-        return dict(image_embeddings=self._features.expand(b, *self._features.shape[1:]))
-
-    def _decode(self, group: Sequence[_Prepared]):
-        import torch
-        import torch.nn.functional as F
 
         b = len(group)
         n = group[0].key[0]
         kwargs = self._expanded_features(b)
-        kwargs["multimask_output"] = self._use_multimask(group[0].key)
-        if self.family == "sam_hq":
-            kwargs["hq_token_only"] = self.hq_token_only
+        kwargs["multimask_output"] = multimask
+        kwargs.update(self._decoder_options())
         if n > 0:
             kwargs["input_points"] = torch.stack([p.coords for p in group])[:, None]  # [B, 1, N, 2]
             kwargs["input_labels"] = torch.stack([p.labels for p in group])[:, None]  # [B, 1, N]
@@ -267,27 +267,5 @@ class HFSamSegmenter(_SamFamilyBase):
             kwargs["input_boxes"] = torch.stack([p.box for p in group])[:, None]  # [B, 1, 4]
         if group[0].mask is not None:
             kwargs["input_masks"] = torch.stack([p.mask for p in group])  # [B, 1, 256, 256]
-        with torch.inference_mode():
-            out = self.model(**kwargs)
-            self.decoder_calls += 1
-            low = out.pred_masks[:, 0].float()  # [B, C, h, w]
-            iou = out.iou_scores[:, 0].float()  # [B, C]
-            best = iou.argmax(dim=1)
-            rows = torch.arange(b, device=low.device)
-            chosen = low[rows, best]  # [B, h, w]
-            scores = iou[rows, best]
-            x = chosen[:, None]
-            if self.family == "sam2":
-                full = F.interpolate(x, self.image_shape, mode="bilinear", align_corners=False)
-            else:
-                s = self.img_size
-                x = F.interpolate(x, (s, s), mode="bilinear", align_corners=False)
-                x = x[..., : self._input_size[0], : self._input_size[1]]
-                full = F.interpolate(x, self.image_shape, mode="bilinear", align_corners=False)
-            full = (full[:, 0] > 0).cpu().numpy()
-            chosen = chosen.cpu().numpy()
-        return (
-            [full[i] for i in range(b)],
-            [chosen[i : i + 1].copy() for i in range(b)],
-            [float(v) for v in scores.cpu()],
-        )
+        out = self.model(**kwargs)
+        return out.pred_masks[:, 0], out.iou_scores[:, 0]  # [B, C, h, w], [B, C]

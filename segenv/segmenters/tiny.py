@@ -53,7 +53,7 @@ def tiny_sam(seed: int = 0, image_size: int = 1024):
     """segment-anything ``Sam`` with a tiny ViT image encoder and random weights (eval mode)."""
     import torch
 
-    from .sam import build_sam_from_arch
+    from .sam_checkpoint import build_sam_from_arch
 
     torch.manual_seed(seed)
     return build_sam_from_arch(tiny_sam_arch(image_size)).eval()
