@@ -26,6 +26,7 @@ from typing import Any, Optional
 import numpy as np
 
 from segenv.actions import BoxPrompt, Click
+from segenv.device import resolve_device_dtype as _resolve_device_dtype
 
 from .prompt import PROMPT_STYLES, ActionFormat, ParsedAction, build_prompt, parse_action_text
 
@@ -73,20 +74,10 @@ def check_local_checkpoint(path: "str | Path") -> Path:
 
 
 def resolve_device_dtype(device: str = "auto", dtype: str = "auto") -> tuple[str, Any]:
-    """``("cuda", bfloat16)`` when CUDA is available, ``("cpu", float32)`` otherwise; explicit values win."""
-    import torch
-
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if dtype == "auto":
-        torch_dtype = torch.bfloat16 if str(device).startswith("cuda") else torch.float32
-    else:
-        names = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-                 "float16": torch.float16, "fp16": torch.float16}
-        if dtype not in names:
-            raise ValueError(f"dtype must be 'auto' or one of {sorted(names)}, got {dtype!r}")
-        torch_dtype = names[dtype]
-    return device, torch_dtype
+    """``("cuda", bfloat16)`` when CUDA is available, ``("cpu", float32)`` otherwise; explicit values win
+    (:func:`segenv.device.resolve_device_dtype`, the device as a string)."""
+    torch_device, torch_dtype = _resolve_device_dtype(device, dtype)
+    return str(torch_device), torch_dtype
 
 
 def load_model_and_processor(path: "str | Path", device: str = "auto", dtype: str = "auto"):

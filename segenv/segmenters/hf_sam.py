@@ -36,7 +36,8 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import numpy.typing as npt
 
-from .sam_common import PreparedPrompt, SamFamilyBase, resolve_device
+from ..device import resolve_device, resolve_dtype
+from .sam_common import PreparedPrompt, SamFamilyBase
 
 ENV_CHECKPOINT = "SEGAGENT_HF_SAM_CHECKPOINT"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -157,7 +158,8 @@ class HFSamSegmenter(SamFamilyBase):
         checkpoint: local folder written by ``save_pretrained`` (default: env
             ``SEGAGENT_HF_SAM_CHECKPOINT``); not needed when ``model`` is given.
         device: ``"auto"`` (cuda if available, else cpu) or a torch device string.
-        dtype: ``"auto"`` (bfloat16 on CUDA, float32 on CPU), ``"float32"``, ``"bfloat16"``, ``"float16"``.
+        dtype: ``"auto"`` (bfloat16 on CUDA, float32 on CPU), ``"float32"``, ``"bfloat16"``, ``"float16"``
+            (:func:`segenv.device.resolve_dtype`).
         model: an already built ``SamModel`` / ``SamHQModel`` / ``Sam2Model`` (tests, benchmarks).
         multimask: ``"always"`` (default, REFERENCE.md), ``"first"`` or ``"never"`` (see ``SamSegmenter``).
         hq_token_only: SAM-HQ only: use the HQ mask alone instead of SAM mask + HQ mask (the
@@ -192,10 +194,7 @@ class HFSamSegmenter(SamFamilyBase):
 
         self._init_common(multimask, batch_many)
         self.device = resolve_device(device)
-        if dtype == "auto":
-            self.dtype = torch.bfloat16 if self.device.startswith("cuda") else torch.float32
-        else:
-            self.dtype = getattr(torch, str(dtype).replace("torch.", ""))
+        self.dtype = resolve_dtype(dtype, self.device)
         folder = None
         if model is None:
             checkpoint = _checkpoint_or_env(checkpoint)

@@ -23,6 +23,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import numpy.typing as npt
 
+from ..device import resolve_device
 from .sam_checkpoint import (  # noqa: F401  (re-exported: the loading API lived here before)
     EMBED_DIM_TO_TYPE,
     ENV_CHECKPOINT,
@@ -34,7 +35,7 @@ from .sam_checkpoint import (  # noqa: F401  (re-exported: the loading API lived
     load_sam_model,
     load_sam_state_dict,
 )
-from .sam_common import MULTIMASK_MODES, PreparedPrompt, SamFamilyBase, resolve_device  # noqa: F401
+from .sam_common import MULTIMASK_MODES, PreparedPrompt, SamFamilyBase  # noqa: F401
 
 
 class SamSegmenter(SamFamilyBase):

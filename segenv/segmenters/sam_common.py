@@ -28,7 +28,8 @@ Hooks an adapter implements (see ``sam.py``, ``hf_sam1.py``, ``hf_sam2.py``):
 * ``_run_decoder(group, multimask) -> (low [B, C, h, w], iou [B, C])``: one decoder call for B
   :class:`PreparedPrompt` of the same ``key``.
 * ``_upscale(chosen [B, 1, h, w]) -> [B, 1, H, W]`` logits at the original image size.
-* attributes ``img_size``, ``lowres_size``, ``device``, ``dtype`` (of previous logits fed back),
+* attributes ``img_size``, ``lowres_size``, ``device`` (a ``torch.device`` from
+  :func:`segenv.device.resolve_device`), ``dtype`` (of previous logits fed back),
   and optionally ``square_input`` / ``mask_threshold``.
 """
 
@@ -43,14 +44,6 @@ import numpy.typing as npt
 from .base import Prompt, SegmenterBase
 
 MULTIMASK_MODES = ("always", "first", "never")
-
-
-def resolve_device(device: str = "auto") -> str:
-    import torch
-
-    if device in (None, "auto"):
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return str(device)
 
 
 def longest_side_shape(h: int, w: int, target: int) -> tuple[int, int]:
@@ -122,7 +115,7 @@ class SamFamilyBase(SegmenterBase):
 
     multimask: str = "always"
     batch_many: Any = "auto"
-    device: str = "cpu"
+    device: Any = None  # torch.device (segenv.device.resolve_device)
     dtype: Any = None  # torch dtype of the previous logits fed back (the model's dtype)
     square_input: bool = False  # True: resize to img_size x img_size (SAM 2); else longest side
     mask_threshold: float = 0.0
@@ -153,7 +146,7 @@ class SamFamilyBase(SegmenterBase):
 
     def _batched(self) -> bool:
         if self.batch_many == "auto":
-            return str(self.device).startswith("cuda")
+            return self.device.type == "cuda"
         return bool(self.batch_many)
 
     # ---------------------------------------------------------------- hooks (one per family)
