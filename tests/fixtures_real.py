@@ -10,6 +10,7 @@ the corresponding registered datasets need under ``root`` (use it as ``data_root
 * grabcut, berkeley, davis (2 images each) and sbd (``val``: 2 images, 3 instances).
 
 The module-level constants and ``*_expected`` helpers say exactly what was drawn.
+``write_odd_named_pair(root, name)`` adds an image/mask pair whose file names are not valid UTF-8.
 """
 
 from __future__ import annotations
@@ -248,3 +249,34 @@ def write_classic(root) -> None:
         savemat(str(sbd / "inst" / f"{stem}.mat"), {"GTinst": gtinst})
     (sbd / "val.txt").write_text("\n".join(SBD_VAL) + "\n")
     (sbd / "train.txt").write_text("\n".join(SBD_VAL) + "\n")
+
+
+# --- odd file names -------------------------------------------------------------------------
+
+#: Image and mask folders (relative to the data root) of the folder-paired loaders' default split.
+PAIRED_DIRS = {
+    "grabcut": ("GrabCut/data_GT", "GrabCut/boundary_GT"),
+    "berkeley": ("Berkeley/images", "Berkeley/masks"),
+    "davis": ("DAVIS/img", "DAVIS/gt"),
+    "dis5k": ("DIS5K/DIS-VD/im", "DIS5K/DIS-VD/gt"),
+    "thinobject5k": ("thin_object_detection/ThinObject5K/images_test", "thin_object_detection/ThinObject5K/masks_test"),
+}
+ODD_STEM = b"\xff\xfe"  # not valid UTF-8: Python names it "\udcff\udcfe"
+
+
+def write_odd_named_pair(root, name: str, stem: bytes = ODD_STEM) -> None:
+    """Copy the first image and mask of ``name``'s folders to ``<stem>.<ext>`` (a bytes file name).
+
+    Created with ``os.open`` on bytes paths, so the name on disk is exactly ``stem`` (Linux).
+    """
+    import os
+
+    for rel in PAIRED_DIRS[name]:
+        folder = Path(root) / rel
+        first = sorted(p for p in folder.iterdir() if p.is_file())[0]
+        target = os.path.join(os.fsencode(folder), stem + os.fsencode(first.suffix))
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            os.write(fd, first.read_bytes())
+        finally:
+            os.close(fd)

@@ -28,9 +28,10 @@ from typing import Optional
 import numpy as np
 import numpy.typing as npt
 
-from .base import DatasetNotFoundError, Sample, mask_box, read_gray, read_rgb, register_dataset, require_paths
+from .base import DatasetNotFoundError, Sample, mask_box, register_dataset, require_paths
 from .base import data_root as resolve_root
 from .hres import PairedFolderDataset, check_index, pair_folder
+from .image_io import display_path, read_gray, read_rgb, read_unchanged
 
 CLASSIC_TEXT = "the main object"
 
@@ -48,11 +49,7 @@ def decode_band_mask(path: Path) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.
 
 def decode_any_positive(path: Path) -> tuple[npt.NDArray[np.bool_], None]:
     """DAVIS: object = any channel > 0 (as RITM: max over colour channels), no ignore."""
-    import cv2
-
-    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if img is None:
-        raise ValueError(f"cannot read mask {path} (missing or corrupt file)")
+    img = read_unchanged(path, "mask")
     if img.ndim == 3:
         img = img[..., :3].max(axis=2)
     return img > 0, None
@@ -70,11 +67,11 @@ class GrabCut(PairedFolderDataset):
     def __init__(self, split: str = "test", data_root: Optional[str | Path] = None) -> None:
         root = resolve_root(data_root)
         base = root / "GrabCut"
-        pairs = pair_folder(
+        pairs, skipped = pair_folder(
             "grabcut", root, base / "data_GT", base / "boundary_GT", self.LAYOUT,
             image_exts=(".jpg", ".jpeg", ".bmp", ".png"), mask_exts=(".bmp", ".png"),
         )  # fmt: skip
-        super().__init__("grabcut", "test", pairs, decode_band_mask, _text)
+        super().__init__("grabcut", "test", pairs, decode_band_mask, _text, skipped)
 
 
 class Berkeley(PairedFolderDataset):
@@ -85,8 +82,8 @@ class Berkeley(PairedFolderDataset):
     def __init__(self, split: str = "test", data_root: Optional[str | Path] = None) -> None:
         root = resolve_root(data_root)
         base = root / "Berkeley"
-        pairs = pair_folder("berkeley", root, base / "images", base / "masks", self.LAYOUT)
-        super().__init__("berkeley", "test", pairs, decode_band_mask, _text)
+        pairs, skipped = pair_folder("berkeley", root, base / "images", base / "masks", self.LAYOUT)
+        super().__init__("berkeley", "test", pairs, decode_band_mask, _text, skipped)
 
 
 class DAVIS(PairedFolderDataset):
@@ -97,8 +94,8 @@ class DAVIS(PairedFolderDataset):
     def __init__(self, split: str = "test", data_root: Optional[str | Path] = None) -> None:
         root = resolve_root(data_root)
         base = root / "DAVIS"
-        pairs = pair_folder("davis", root, base / "img", base / "gt", self.LAYOUT)
-        super().__init__("davis", "test", pairs, decode_any_positive, _text)
+        pairs, skipped = pair_folder("davis", root, base / "img", base / "gt", self.LAYOUT)
+        super().__init__("davis", "test", pairs, decode_any_positive, _text, skipped)
 
 
 class SBD:
@@ -124,7 +121,11 @@ class SBD:
         list_file = base / f"{self.split}.txt"
         paths = {"images": self.image_dir, "instances": self.inst_dir, "list": list_file}
         require_paths("sbd", root, paths, self.LAYOUT)
-        stems = sorted({line.strip() for line in list_file.read_text().splitlines() if line.strip()})
+        try:
+            lines = list_file.read_text(encoding="utf-8").splitlines()
+        except UnicodeDecodeError as e:
+            raise ValueError(f"sbd: {display_path(list_file)} is not UTF-8 text ({e}); it should list image names") from e
+        stems = sorted({line.strip() for line in lines if line.strip()})
         missing = [s for s in stems if not (self.inst_dir / f"{s}.mat").exists()]
         if missing:
             raise DatasetNotFoundError(

@@ -28,14 +28,16 @@ from __future__ import annotations
 
 import operator
 import re
+import warnings
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 import numpy as np
 import numpy.typing as npt
 
-from .base import DatasetNotFoundError, Sample, mask_box, read_gray, read_rgb, register_dataset, require_paths
+from .base import DatasetNotFoundError, Sample, mask_box, register_dataset, require_paths
 from .base import data_root as resolve_root
+from .image_io import SkippedFile, bad_name_reason, display_path, read_gray, read_rgb
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp")
 
@@ -52,6 +54,20 @@ def check_index(index: int, length: int) -> int:
     return i
 
 
+def _list_files(folder: Path, exts: Sequence[str], what: str, skipped: list[SkippedFile]) -> list[Path]:
+    """Files of ``folder`` with one of ``exts``, sorted by name; unusable names go to ``skipped``."""
+    found = []
+    for p in folder.iterdir():
+        if not (p.suffix.lower() in exts and p.is_file()):
+            continue
+        reason = bad_name_reason(p)
+        if reason is None:
+            found.append(p)
+        else:
+            skipped.append(SkippedFile(display_path(p), f"{what}: {reason}"))
+    return sorted(found, key=lambda p: p.name)
+
+
 def pair_folder(
     name: str,
     root: Path,
@@ -60,36 +76,35 @@ def pair_folder(
     layout: str,
     image_exts: Sequence[str] = IMAGE_EXTS,
     mask_exts: Sequence[str] = (".png",),
-) -> list[tuple[Path, Path]]:
-    """``(image, mask)`` pairs for every image in ``image_dir``, sorted by file name.
+) -> tuple[list[tuple[Path, Path]], list[SkippedFile]]:
+    """``(pairs, skipped)``: ``(image, mask)`` pairs for every image in ``image_dir``, sorted by file
+    name, and the files left out because their names are unusable (not valid UTF-8).
 
-    Raises :class:`DatasetNotFoundError` when a folder is missing, the image folder is empty, or
-    some image has no mask with the same stem (the message lists the first few).
+    Raises :class:`DatasetNotFoundError` when a folder is missing, the image folder has no usable
+    image, or some image has no mask with the same stem (the message lists the first few).
     """
     require_paths(name, root, {"images": image_dir, "masks": mask_dir}, layout)
-    images = sorted(
-        (p for p in image_dir.iterdir() if p.is_file() and p.suffix.lower() in image_exts), key=lambda p: p.name
-    )
+    skipped: list[SkippedFile] = []
+    images = _list_files(image_dir, image_exts, "image", skipped)
     if not images:
+        also = f" ({len(skipped)} skipped: {skipped[0].reason})" if skipped else ""
         raise DatasetNotFoundError(
-            f"{name}: no images ({', '.join(image_exts)}) in {image_dir}\nExpected layout:\n{layout}"
+            f"{name}: no images ({', '.join(image_exts)}) in {display_path(image_dir)}{also}\nExpected layout:\n{layout}"
         )
     masks: dict[str, Path] = {}
     rank = {ext: i for i, ext in enumerate(mask_exts)}
-    for p in sorted(mask_dir.iterdir(), key=lambda p: p.name):
-        ext = p.suffix.lower()
-        if p.is_file() and ext in rank:
-            old = masks.get(p.stem)
-            if old is None or rank[ext] < rank[old.suffix.lower()]:
-                masks[p.stem] = p
+    for p in _list_files(mask_dir, mask_exts, "mask", skipped):
+        old = masks.get(p.stem)
+        if old is None or rank[p.suffix.lower()] < rank[old.suffix.lower()]:
+            masks[p.stem] = p
     missing = [p.name for p in images if p.stem not in masks]
     if missing:
         shown = ", ".join(missing[:5]) + (f", ... ({len(missing)} in all)" if len(missing) > 5 else "")
         raise DatasetNotFoundError(
-            f"{name}: {len(missing)} image(s) in {image_dir} have no mask ({'/'.join(mask_exts)}) "
-            f"with the same name in {mask_dir}: {shown}\nExpected layout:\n{layout}"
+            f"{name}: {len(missing)} image(s) in {display_path(image_dir)} have no mask ({'/'.join(mask_exts)}) "
+            f"with the same name in {display_path(mask_dir)}: {shown}\nExpected layout:\n{layout}"
         )
-    return [(p, masks[p.stem]) for p in images]
+    return [(p, masks[p.stem]) for p in images], skipped
 
 
 class PairedFolderDataset:
@@ -97,6 +112,8 @@ class PairedFolderDataset:
 
     ``decode_mask(path) -> (mask, ignore_or_None)`` turns a mask file into booleans;
     ``text_fn(stem) -> str`` gives the referring text. Sample ids are ``"<name>/<split>/<stem>"``.
+    ``skipped`` lists the files :func:`pair_folder` left out (kept as ``self.skipped``); a
+    non-empty list is reported once with a :class:`UserWarning`.
     """
 
     def __init__(
@@ -106,12 +123,18 @@ class PairedFolderDataset:
         pairs: Sequence[tuple[Path, Path]],
         decode_mask: MaskDecoder,
         text_fn: Callable[[str], str],
+        skipped: Sequence[SkippedFile] = (),
     ) -> None:
         self.name = name
         self.split = split
         self._pairs = list(pairs)
         self._decode_mask = decode_mask
         self._text_fn = text_fn
+        self.skipped: list[SkippedFile] = list(skipped)
+        if self.skipped:
+            shown = "; ".join(f"{s.path} ({s.reason})" for s in self.skipped[:3])
+            more = f"; ... ({len(self.skipped)} in all)" if len(self.skipped) > 3 else ""
+            warnings.warn(f"{name}/{split}: skipped {len(self.skipped)} file(s): {shown}{more}", UserWarning, stacklevel=3)
 
     def __len__(self) -> int:
         return len(self._pairs)
@@ -208,10 +231,12 @@ class ThinObject5K(PairedFolderDataset):
         split = _THIN_SPLITS[key]
         root = resolve_root(data_root)
         base = root / "thin_object_detection" / "ThinObject5K"
-        pairs = pair_folder(
+        pairs, skipped = pair_folder(
             "thinobject5k", root, base / f"images_{split}", base / f"masks_{split}", THIN_LAYOUT
         )
-        super().__init__("thinobject5k", split, pairs, binarize_128, lambda s: "the " + thinobject_category(s))
+        super().__init__(
+            "thinobject5k", split, pairs, binarize_128, lambda s: "the " + thinobject_category(s), skipped
+        )
 
 
 class DIS5K(PairedFolderDataset):
@@ -225,10 +250,13 @@ class DIS5K(PairedFolderDataset):
         split, folders = _DIS_SPLITS[key]
         root = resolve_root(data_root)
         pairs: list[tuple[Path, Path]] = []
+        skipped: list[SkippedFile] = []
         for folder in folders:
             base = root / "DIS5K" / folder
-            pairs += pair_folder("dis5k", root, base / "im", base / "gt", DIS_LAYOUT)
-        super().__init__("dis5k", split, pairs, binarize_128, lambda s: "the " + dis_category(s))
+            folder_pairs, folder_skipped = pair_folder("dis5k", root, base / "im", base / "gt", DIS_LAYOUT)
+            pairs += folder_pairs
+            skipped += folder_skipped
+        super().__init__("dis5k", split, pairs, binarize_128, lambda s: "the " + dis_category(s), skipped)
 
 
 @register_dataset("thinobject5k")

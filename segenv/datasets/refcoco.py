@@ -29,9 +29,10 @@ from typing import Any, Optional
 import numpy as np
 import numpy.typing as npt
 
-from .base import Sample, mask_box, read_rgb, register_dataset, require_paths
+from .base import Sample, mask_box, register_dataset, require_paths
 from .base import data_root as resolve_root
 from .hres import check_index
+from .image_io import read_rgb
 
 DEFAULT_SPLIT_BY = {"refcoco": "unc", "refcoco+": "unc", "refcocog": "umd"}
 SPLIT_BYS = ("unc", "umd", "google")

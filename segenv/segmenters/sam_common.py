@@ -6,7 +6,9 @@ One adapter per model family subclasses :class:`SamFamilyBase` and fills in four
 * ``set_image``: resize the image into the model's input frame and run the image encoder
   **once** (``encoder_calls``). Frame: longest side to ``img_size`` with segment-anything's
   rounding (``new = int(side * scale + 0.5)``), padded bottom-right by the adapter (SAM, SAM-HQ);
-  or ``img_size x img_size`` with the aspect not kept (``square_input = True``: SAM 2).
+  or ``img_size x img_size`` with the aspect not kept (``square_input = True``: SAM 2). The
+  resize is segment-anything's (``ResizeLongestSide.apply_image``): PIL bilinear on the uint8
+  image, antialiased when it shrinks (REFERENCE.md section 4), for every family.
 * prompts: click / box pixel coordinates scaled per axis by ``new_w / W`` and ``new_h / H`` (as
   segment-anything's ``apply_coords``); previous low-res logits accepted as numpy or torch, shaped
   (h, w), (1, h, w) or (1, 1, h, w), checked against the model's low-res size.
@@ -37,9 +39,9 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-import cv2
 import numpy as np
 import numpy.typing as npt
+from PIL import Image
 
 from .base import Prompt, SegmenterBase
 
@@ -52,10 +54,13 @@ def longest_side_shape(h: int, w: int, target: int) -> tuple[int, int]:
     return int(h * scale + 0.5), int(w * scale + 0.5)
 
 
-def resize_rgb(image: np.ndarray, new_h: int, new_w: int) -> np.ndarray:
+def resize_rgb(image: npt.NDArray[np.uint8], new_h: int, new_w: int) -> npt.NDArray[np.uint8]:
+    """HxWx3 uint8 -> new_h x new_w x 3 uint8 as segment-anything's ``ResizeLongestSide.apply_image``:
+    PIL bilinear, which antialiases when it shrinks (cv2's ``INTER_LINEAR`` aliases on large frames)."""
     if image.shape[:2] == (new_h, new_w):
         return np.ascontiguousarray(image)
-    return cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+    pil = Image.fromarray(np.ascontiguousarray(image))
+    return np.array(pil.resize((new_w, new_h), Image.Resampling.BILINEAR))
 
 
 def scale_xy(xy: np.ndarray, sx: float, sy: float) -> np.ndarray:
