@@ -1,16 +1,19 @@
 """The evaluation core: roll any agent out on any env id and report the paper's numbers.
 
-What ``benchmarks/run.py`` and ``segagent bench`` both call (moved here from
-``benchmarks/run.py`` so the package never imports ``benchmarks``)::
+What ``benchmarks/run.py`` and ``segagent bench`` both call (it lives in the package so that the
+package never imports ``benchmarks``): :class:`EvalArgs` (the flags, defaults and help in one
+dataclass), :func:`parse_args` and :func:`evaluate`::
 
     python benchmarks/run.py --agent oracle --env SegAgent-Shapes-v0 --episodes 100 --max-clicks 5
+    segagent bench --agent oracle --env SegAgent-Shapes-v0 --episodes 100 --max-clicks 5
 
-Prints a table, shows a progress bar, appends every finished episode to ``OUT.episodes.jsonl``
-as it goes (``--resume`` continues an interrupted run without redoing those episodes), and
-writes ``OUT`` (JSON summary: agent, env, split, segmenter, episodes, miou, ciou,
-miou_per_click, noc85, noc90, nof90, invalid_step_rate, seconds_per_click,
-env_overhead_fraction, ...) with ``OUT.png`` (mIoU against clicks) and, with ``--sheet N``, a
-trajectory sheet of the first N episodes (``OUT.sheet.png``).
+Episodes run through :func:`segenv.rollout.run_episode` (episode ``k``: sample ``k``, seed
+``seed + k``). It prints a table, shows a progress bar, appends every finished episode to
+``OUT.episodes.jsonl`` as it goes (``--resume`` continues an interrupted run without redoing
+those episodes; a corrupt sample is skipped and recorded), and writes ``OUT`` (JSON summary:
+agent, env, split, segmenter, episodes, miou, ciou, miou_per_click, noc85, noc90, nof90,
+invalid_step_rate, seconds_per_click, env_overhead_fraction, ...) with ``OUT.png`` (mIoU against
+clicks) and, with ``--sheet N``, a trajectory sheet of the first N episodes (``OUT.sheet.png``).
 """
 
 from __future__ import annotations
