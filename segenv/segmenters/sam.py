@@ -48,7 +48,7 @@ class SamSegmenter(SamFamilyBase):
             ``"vit_l"`` / ``"vit_h"`` (checked against the state dict's embed dim).
         device: ``"auto"`` (cuda if available, else cpu), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
         model: an already built ``segment_anything.modeling.Sam`` (tests, benchmarks).
-        multimask: ``"always"`` (REFERENCE.md: 3 masks every step, keep the best score),
+        multimask: ``"always"`` (docs/conventions.md#segmenter-feedback: 3 masks every step, keep the best score),
             ``"first"`` (only for a lone first click without box / previous logits; single-mask
             output afterwards) or ``"never"``.
         batch_many: ``"auto"`` (batched ``predict_many`` on CUDA, looped on CPU), True, False.

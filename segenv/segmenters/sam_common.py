@@ -1,14 +1,14 @@
 """What every SAM-family adapter shares: preprocessing, prompt transform, feedback and the predict flow.
 
 One adapter per model family subclasses :class:`SamFamilyBase` and fills in four hooks; all else
-(SegAgent's SAM protocol, REFERENCE.md section 4) lives here once:
+(SegAgent's SAM protocol, docs/conventions.md#segmenter-feedback) lives here once:
 
 * ``set_image``: resize the image into the model's input frame and run the image encoder
   **once** (``encoder_calls``). Frame: longest side to ``img_size`` with segment-anything's
   rounding (``new = int(side * scale + 0.5)``), padded bottom-right by the adapter (SAM, SAM-HQ);
   or ``img_size x img_size`` with the aspect not kept (``square_input = True``: SAM 2). The
   resize is segment-anything's (``ResizeLongestSide.apply_image``): PIL bilinear on the uint8
-  image, antialiased when it shrinks (REFERENCE.md section 4), for every family.
+  image, antialiased when it shrinks (docs/conventions.md#segmenter-feedback), for every family.
 * prompts: click / box pixel coordinates scaled per axis by ``new_w / W`` and ``new_h / H`` (as
   segment-anything's ``apply_coords``); previous low-res logits accepted as numpy or torch, shaped
   (h, w), (1, h, w) or (1, 1, h, w), checked against the model's low-res size.
@@ -17,7 +17,7 @@ One adapter per model family subclasses :class:`SamFamilyBase` and fills in four
   click; ``"never"``), keep the mask with the best predicted IoU; mask = upscaled logits >
   ``mask_threshold`` (0). Returns ``(mask HxW bool, logits float32 (1, h, w))``, ``h = w = 256`` for
   the real 1024-px models; ``last_scores`` holds the chosen masks' predicted IoU.
-* ``predict_many``: looped on CPU (one decoder call per prompt set is faster there, TOOLCHAIN.md),
+* ``predict_many``: looped on CPU (one decoder call per prompt set is faster there, docs/conventions.md#toolchain-notes),
   batched on CUDA: prompt sets of the same structure (number of points, box or not, previous
   logits or not) share one decoder call. Padding point lists with ``label = -1`` points would
   batch mixed sets too, but SAM's decoder attends over every prompt token, so an extra "not a

@@ -1,4 +1,4 @@
-"""SAM's resize as segment-anything does it (REFERENCE.md section 4; issue #19 item 4).
+"""SAM's resize as segment-anything does it (docs/conventions.md#segmenter-feedback; issue #19 item 4).
 
 segment-anything's ``ResizeLongestSide.apply_image`` resizes the longest side to 1024 with
 ``int(side * scale + 0.5)`` through PIL bilinear (torchvision's ``resize`` on a PIL image calls
