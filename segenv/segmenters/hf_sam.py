@@ -161,7 +161,7 @@ class HFSamSegmenter(SamFamilyBase):
         dtype: ``"auto"`` (bfloat16 on CUDA, float32 on CPU), ``"float32"``, ``"bfloat16"``, ``"float16"``
             (:func:`segenv.device.resolve_dtype`).
         model: an already built ``SamModel`` / ``SamHQModel`` / ``Sam2Model`` (tests, benchmarks).
-        multimask: ``"always"`` (default, docs/conventions.md#segmenter-feedback), ``"first"`` or ``"never"`` (see ``SamSegmenter``).
+        multimask: ``"always"`` (default), ``"first"`` or ``"never"``: see ``SamSegmenter``.
         hq_token_only: SAM-HQ only: use the HQ mask alone instead of SAM mask + HQ mask (the
             HQ-SAM default is False).
         batch_many: ``"auto"`` (batched on CUDA, looped on CPU), True or False.
