@@ -99,7 +99,9 @@ class SFTCommand:
     )
     coord_order: Optional[Literal["xy", "yx"]] = arg(None, "axis order (default: the checkpoint's or xy)")
     loc_grid: Optional[int] = arg(None, "loc format: grid cells per side (default: the checkpoint's)")
-    iou_line: bool = arg(False, "targets start with 'Current IOU: N' (the PRM line)")
+    iou_line: Optional[bool] = arg(
+        None, "targets start with 'Current IOU: N', SegAgent's format (default: on, unless the checkpoint declares segagent_iou_line)"
+    )
     prompt_style: Optional[Literal["llava", "qwen", "short"]] = arg(None, "prompt (default: the checkpoint's or llava)")
     overlay_color: str = arg("green", "overlay colour of the training images")
     max_samples: Optional[int] = arg(None, "use only the first N steps of the data (default: all)")
@@ -121,8 +123,6 @@ class SFTCommand:
             for k, v in (("coord_format", self.coord_format), ("coord_order", self.coord_order), ("loc_grid", self.loc_grid))
             if v is not None
         }
-        if self.iou_line:
-            overrides["iou_line"] = True
         if overrides:
             fmt = _format_with_model_defaults(self.model, overrides, ActionFormat)
         return SFTRunConfig(
@@ -137,6 +137,7 @@ class SFTCommand:
             per_device_train_batch_size=self.batch_size,
             gradient_accumulation_steps=self.grad_accum,
             action_format=fmt,
+            iou_line=self.iou_line,
             prompt_style=self.prompt_style,
             overlay_color=self.overlay_color,
             max_samples=self.max_samples,

@@ -13,7 +13,8 @@ transformers, so ``segagent bench`` works on the base install. A field becomes a
 
 Conventions (as ``HfArgumentParser``): the flag is the field name with dashes (``--max-clicks``);
 a ``bool`` that defaults to False is a switch ``--name``, one that defaults to True is switched
-off by ``--no-name`` (its help text describes that flag); ``Optional[X]`` takes an ``X`` and
+off by ``--no-name`` (its help text describes that flag), an ``Optional[bool]`` defaulting to
+None takes ``--name`` (True) or ``--no-name`` (False); ``Optional[X]`` takes an ``X`` and
 defaults to None; ``Literal[...]`` gives the choices. Beyond it: ``tuple[float, ...]`` parses
 ``0.6,0.2,0.2``, ``dict`` parses a JSON object, ``list[str]`` takes one or more values. Field
 metadata: ``help``, and optionally ``flag`` (another flag name), ``choices``, ``type`` (a parser
@@ -112,6 +113,10 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type) -> argpa
         flag = meta.get("flag", "--" + f.name.replace("_", "-"))
         help_text = meta.get("help", "")
         kwargs: dict[str, Any] = {"dest": f.name}
+        if tp is bool and default is None:  # Optional[bool]: on, off, or "not said" (None)
+            kwargs.update(action=argparse.BooleanOptionalAction, default=None)
+            parser.add_argument(flag, help=help_text or None, **kwargs)
+            continue
         if tp is bool:
             if default is True:
                 flag = meta.get("flag", "--no-" + f.name.replace("_", "-"))

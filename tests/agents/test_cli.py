@@ -70,8 +70,15 @@ def test_cli_defaults_are_the_library_defaults():
     library = SFTRunConfig(model_path="m", data="d", output_dir="o")
     for name in ("max_steps", "num_train_epochs", "learning_rate", "lr_scheduler_type", "warmup_steps",
                  "per_device_train_batch_size", "gradient_accumulation_steps", "action_format", "prompt_style",
-                 "overlay_color", "max_samples", "freeze_vision", "loss_from", "logging_steps", "seed"):
+                 "overlay_color", "max_samples", "freeze_vision", "loss_from", "logging_steps", "seed", "iou_line"):
         assert getattr(sft, name) == getattr(library, name), name
+
+
+@pytest.mark.parametrize("flags, expected", [([], None), (["--iou-line"], True), (["--no-iou-line"], False)])
+def test_sft_iou_line_is_three_way(flags, expected):
+    args = build_parser().parse_args(["train", "sft", "--model", "m", "--data", "d", "--out", "o", *flags])
+    cmd = SFTCommand(**{f.name: getattr(args, f.name) for f in dataclasses.fields(SFTCommand)})
+    assert cmd.iou_line is expected and cmd.to_config().iou_line is expected
 
 
 def test_bad_values_are_usage_errors(capsys):
@@ -98,10 +105,11 @@ def test_generated_parser_types():
         ratio: Optional[float] = arg(None, "ratio")
         fast: bool = arg(False, "go fast")
         progress: bool = arg(True, "no bar")
+        line: Optional[bool] = arg(None, "on, off or unsaid")
 
     a = parse_dataclass(Args, ["--out", "p", "--k", "5", "--mode", "b", "--names", "u", "v", "--ratio", "0.5",
-                               "--fast", "--no-progress"])
-    assert a == Args(out="p", k=5, mode="b", names=["u", "v"], ratio=0.5, fast=True, progress=False)
+                               "--fast", "--no-progress", "--no-line"])
+    assert a == Args(out="p", k=5, mode="b", names=["u", "v"], ratio=0.5, fast=True, progress=False, line=False)
     assert parse_dataclass(Args, ["--out", "p"]) == Args(out="p")
     assert Args(out="p").names is not Args(out="q").names  # list defaults are not shared
     with pytest.raises(SystemExit):
