@@ -8,8 +8,11 @@ Layout under the data root (``data_root=`` or ``$SEGAGENT_DATA``)::
     refer_seg/images/mscoco/images/train2014/COCO_train2014_{image_id:012d}.jpg
 
 ``refs(<split_by>).p`` is the REFER toolkit's pickle: a list of refs ``{ref_id, ann_id, image_id,
-split, sentences: [{sent, raw, sent_id, ...}], category_id}``; ``instances.json`` holds the COCO
-images and annotations (polygons, compressed or uncompressed RLE). ``split_by`` defaults to
+split, sentences: [{sent, raw, sent_id, ...}], category_id}``. It is loaded as plain data only
+(:mod:`segenv.datasets.safe_pickle`): a file naming any Python object is refused, so it cannot run
+code. Python 2 byte strings are decoded (UTF-8, else Latin-1), and ``sentences`` items may also be
+plain strings. ``instances.json`` holds the COCO images and annotations (polygons, compressed or
+uncompressed RLE); every image and annotation needs an ``id``. ``split_by`` defaults to
 ``unc`` (refcoco, refcoco+) or ``umd`` (refcocog); ``google`` is accepted where the file exists.
 
 Every sentence of every ref in the chosen split is one :class:`Sample` (as LISA evaluates):
@@ -22,7 +25,6 @@ The index is built at construction; images are read lazily in ``__getitem__``.
 from __future__ import annotations
 
 import json
-import pickle
 from pathlib import Path
 from typing import Any, Optional
 
@@ -32,7 +34,8 @@ import numpy.typing as npt
 from .base import Sample, mask_box, register_dataset, require_paths
 from .base import data_root as resolve_root
 from .hres import check_index
-from .image_io import read_rgb
+from .image_io import display_path, read_rgb
+from .safe_pickle import bytes_to_text, load_plain_pickle
 
 DEFAULT_SPLIT_BY = {"refcoco": "unc", "refcoco+": "unc", "refcocog": "umd"}
 SPLIT_BYS = ("unc", "umd", "google")
@@ -45,24 +48,21 @@ LAYOUT = """<root>/refer_seg/
 
 
 def load_refs(path: Path) -> list[dict]:
-    """Load a REFER ``refs(*).p`` pickle.
+    """Load a REFER ``refs(*).p`` pickle as plain data, never running code from it.
 
-    The .p files are trusted data: they come from the REFER toolkit (as redistributed by LISA).
-    ``pickle.load`` can run arbitrary code, so never point this at files you do not trust.
-    Python 2 pickles with non-ASCII bytes are retried with ``encoding="latin1"``.
-    A file that does not unpickle to a list raises ValueError naming it.
+    Only dicts, lists, tuples, str, bytes, numbers, bool and None load
+    (:func:`~segenv.datasets.safe_pickle.load_plain_pickle`); Python 2 byte strings become text.
+    A file that names any Python object, is corrupt, or does not hold a list of dicts raises
+    ValueError naming it.
     """
-    with open(path, "rb") as f:
-        try:
-            try:
-                refs = pickle.load(f)
-            except UnicodeDecodeError:
-                f.seek(0)
-                refs = pickle.load(f, encoding="latin1")
-        except Exception as e:  # corrupt pickles fail in many ways (UnpicklingError, EOFError, ...)
-            raise ValueError(f"cannot read refs file {path} (corrupt pickle?): {type(e).__name__}: {e}") from e
+    refs = load_plain_pickle(path, "refs file")
     if not isinstance(refs, list):
-        raise ValueError(f"refs file {path} holds a {type(refs).__name__}, expected a list of refs")
+        raise ValueError(f"refs file {display_path(path)} holds a {type(refs).__name__}, expected a list of refs")
+    for i, ref in enumerate(refs):
+        if not isinstance(ref, dict):
+            raise ValueError(
+                f"refs file {display_path(path)}: item {i} is a {type(ref).__name__}, expected a dict (one ref)"
+            )
     return refs
 
 
@@ -76,6 +76,55 @@ def load_instances(path: Path) -> dict:
     if not isinstance(data, dict) or "annotations" not in data or "images" not in data:
         raise ValueError(f"COCO annotations {path} lack 'images'/'annotations'")
     return data
+
+
+def index_by_id(records: Any, what: str, path: Path) -> dict[Any, dict]:
+    """``{record["id"]: record}`` of COCO ``records``; ValueError naming ``path`` when one has no id."""
+    if not isinstance(records, list):
+        raise ValueError(f"COCO annotations {path}: '{what}' is a {type(records).__name__}, expected a list")
+    index: dict[Any, dict] = {}
+    for i, rec in enumerate(records):
+        if not isinstance(rec, dict) or "id" not in rec:
+            got = f"keys {sorted(map(str, rec))[:8]}" if isinstance(rec, dict) else f"a {type(rec).__name__}"
+            raise ValueError(f"COCO annotations {path}: {what}[{i}] has no 'id' ({got}); every entry needs one")
+        index[rec["id"]] = rec
+    return index
+
+
+def _as_text(value: Any) -> Any:
+    """Byte strings (Python 2 pickles) as text; anything else unchanged."""
+    return bytes_to_text(value) if isinstance(value, bytes) else value
+
+
+def ref_sentences(ref: dict, where: str) -> list[tuple[Any, str]]:
+    """``[(sent_id, text), ...]`` of a ref.
+
+    ``sentences`` items are REFER dicts (text = ``sent``, else ``raw``; id = ``sent_id``) or plain
+    strings; without an id, the matching ``sent_ids`` entry, else the position, is the id. Byte
+    strings are decoded (:func:`~segenv.datasets.safe_pickle.bytes_to_text`). ``where`` names the
+    ref in errors (ValueError for anything else).
+    """
+    sentences = ref["sentences"]
+    if not isinstance(sentences, (list, tuple)):
+        raise ValueError(f"{where}: 'sentences' is a {type(sentences).__name__}, expected a list")
+    sent_ids = ref.get("sent_ids")
+    if not isinstance(sent_ids, (list, tuple)) or len(sent_ids) != len(sentences):
+        sent_ids = list(range(len(sentences)))
+    out = []
+    for j, sent in enumerate(sentences):
+        sent_id = sent_ids[j]
+        if isinstance(sent, dict):
+            text = _as_text(sent.get("sent")) or _as_text(sent.get("raw")) or ""
+            sent_id = sent.get("sent_id", sent_id)
+        else:
+            text = _as_text(sent)
+        if not isinstance(text, str):
+            raise ValueError(
+                f"{where}: sentence {j} is a {type(sent).__name__} with text of type {type(text).__name__}; "
+                "expected a string or a dict with a string 'sent'"
+            )
+        out.append((sent_id, text))
+    return out
 
 
 def decode_segmentation(seg: Any, height: int, width: int) -> npt.NDArray[np.bool_]:
@@ -128,36 +177,37 @@ class RefCOCO:
             LAYOUT,
         )
         refs = load_refs(self.refs_path)
-        try:
-            splits = sorted({str(r["split"]) for r in refs})
-        except (KeyError, TypeError) as e:
-            raise ValueError(f"refs file {self.refs_path}: a ref lacks 'split' ({e})") from e
+        shown = display_path(self.refs_path)
+        missing = [i for i, r in enumerate(refs) if "split" not in r]
+        if missing:
+            raise ValueError(f"refs file {shown}: ref {missing[0]} (of {len(refs)}) lacks 'split'")
+        splits = sorted({str(_as_text(r["split"])) for r in refs})
         by_lower = {s.lower(): s for s in splits}
         if str(split).lower() not in by_lower:
-            raise ValueError(f"{dataset} ({split_by}): no split {split!r} in {self.refs_path}; splits: {splits}")
+            raise ValueError(f"{dataset} ({split_by}): no split {split!r} in {shown}; splits: {splits}")
         self.split = by_lower[str(split).lower()]
 
         coco = load_instances(self.instances_path)
-        anns = {a["id"]: a for a in coco["annotations"]}
-        imgs = {im["id"]: im for im in coco["images"]}
+        anns = index_by_id(coco["annotations"], "annotations", self.instances_path)
+        imgs = index_by_id(coco["images"], "images", self.instances_path)
         # (ref_id, sent_id, text, annotation, image info); only referenced COCO records are kept.
         self._items: list[tuple[int, int, str, dict, dict]] = []
-        for ref in refs:
-            if ref["split"] != self.split:
+        for i, ref in enumerate(refs):
+            if str(_as_text(ref["split"])) != self.split:
                 continue
             try:
-                ref_id, ann_id, sentences = ref["ref_id"], ref["ann_id"], ref["sentences"]
+                ref_id, ann_id = ref["ref_id"], ref["ann_id"]
+                sentences = ref_sentences(ref, f"refs file {shown}, ref {ref.get('ref_id', f'#{i}')}")
             except KeyError as e:
-                raise ValueError(f"refs file {self.refs_path}: ref lacks key {e}") from e
+                raise ValueError(f"refs file {shown}: ref #{i} lacks key {e}") from e
             if ann_id not in anns:
                 raise ValueError(f"{self.instances_path}: no annotation {ann_id} (ref {ref_id})")
             ann = anns[ann_id]
             image_id = ref.get("image_id", ann.get("image_id"))
             if image_id not in imgs:
                 raise ValueError(f"{self.instances_path}: no image {image_id} (ref {ref_id})")
-            for j, sent in enumerate(sentences):
-                text = sent.get("sent") or sent.get("raw") or ""
-                self._items.append((ref_id, sent.get("sent_id", j), text, ann, imgs[image_id]))
+            for sent_id, text in sentences:
+                self._items.append((ref_id, sent_id, text, ann, imgs[image_id]))
 
     def __len__(self) -> int:
         return len(self._items)
