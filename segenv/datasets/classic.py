@@ -124,7 +124,8 @@ class SBD:
         try:
             lines = list_file.read_text(encoding="utf-8").splitlines()
         except UnicodeDecodeError as e:
-            raise ValueError(f"sbd: {display_path(list_file)} is not UTF-8 text ({e}); it should list image names") from e
+            shown = display_path(list_file)
+            raise ValueError(f"sbd: {shown} is not UTF-8 text ({e}); it should list image names, one a line") from e
         stems = sorted({line.strip() for line in lines if line.strip()})
         missing = [s for s in stems if not (self.inst_dir / f"{s}.mat").exists()]
         if missing:

@@ -89,7 +89,8 @@ def pair_folder(
     if not images:
         also = f" ({len(skipped)} skipped: {skipped[0].reason})" if skipped else ""
         raise DatasetNotFoundError(
-            f"{name}: no images ({', '.join(image_exts)}) in {display_path(image_dir)}{also}\nExpected layout:\n{layout}"
+            f"{name}: no images ({', '.join(image_exts)}) in {display_path(image_dir)}{also}"
+            f"\nExpected layout:\n{layout}"
         )
     masks: dict[str, Path] = {}
     rank = {ext: i for i, ext in enumerate(mask_exts)}
@@ -134,7 +135,8 @@ class PairedFolderDataset:
         if self.skipped:
             shown = "; ".join(f"{s.path} ({s.reason})" for s in self.skipped[:3])
             more = f"; ... ({len(self.skipped)} in all)" if len(self.skipped) > 3 else ""
-            warnings.warn(f"{name}/{split}: skipped {len(self.skipped)} file(s): {shown}{more}", UserWarning, stacklevel=3)
+            message = f"{name}/{split}: skipped {len(self.skipped)} file(s): {shown}{more}"
+            warnings.warn(message, UserWarning, stacklevel=3)
 
     def __len__(self) -> int:
         return len(self._pairs)
