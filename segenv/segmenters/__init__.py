@@ -25,6 +25,14 @@ def _build_sam(**kwargs) -> Segmenter:
 
 @register_segmenter("clicknet")
 def _build_clicknet(**kwargs) -> Segmenter:
+    try:
+        import torch  # noqa: F401
+        import safetensors  # noqa: F401
+    except ImportError as exc:
+        raise ImportError(
+            f"segmenter 'clicknet' (the default of SegAgent-Shapes-v0) needs torch and safetensors ({exc}): "
+            "pip install 'torch==2.13.0' 'segagent[sam]', or pass segmenter='grabcut' (no weights, no torch)"
+        ) from exc
     from .clicknet import ClickNetSegmenter
 
     return ClickNetSegmenter(**kwargs)
