@@ -126,6 +126,26 @@ def test_a_few_training_steps_lower_the_loss():
     assert np.mean(losses[-5:]) < 0.8 * np.mean(losses[:5])
 
 
+@pytest.mark.parametrize("env_id", sorted(__import__("segenv").ENV_SPECS))
+def test_every_env_id_with_clicknet(env_id, real_data_root):
+    """check_env on every registered id with clicknet; encoder once per episode, decoder once per click."""
+    import gymnasium as gym
+    from gymnasium.utils.env_checker import check_env
+
+    from agents import OracleAgent
+    from segenv.rollout import run_episodes
+
+    env = gym.make(env_id, segmenter="clicknet", image_size=64, max_clicks=3, data_root=str(real_data_root))
+    check_env(env.unwrapped, skip_render_check=True)
+    seg = env.unwrapped.segmenter
+    enc0, dec0 = seg.encoder_calls, seg.decoder_calls
+    trajs = run_episodes(OracleAgent(), env, 2, progress=False)
+    clicks = sum(t.clicks_used for t in trajs)
+    assert seg.encoder_calls - enc0 == 2
+    assert seg.decoder_calls - dec0 == clicks
+    env.close()
+
+
 def test_shipped_checkpoint_in_the_env():
     """`segmenter="clicknet"` loads the shipped checkpoint with no path; the env passes check_env."""
     import gymnasium as gym
