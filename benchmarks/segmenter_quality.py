@@ -105,7 +105,7 @@ def env_steps_per_second(seg: Any, dataset: str, steps: int, seed: int) -> dict:
     return {"env_steps_per_s": steps / total, "env_steps_per_s_without_resets": steps / step_only}
 
 
-def run(args: QualityArgs) -> dict:
+def run(args: QualityArgs, on_row=None) -> dict:
     import torch
 
     from agents.oracle import OracleAgent
@@ -132,6 +132,8 @@ def run(args: QualityArgs) -> dict:
             }
             rows.append(row)
             print(format_row(row), flush=True)
+            if on_row is not None:  # the JSON is rewritten after every row: an interrupted run keeps its rows
+                on_row({"args": asdict(args), "rows": rows})
     return {"args": asdict(args), "rows": rows}
 
 
@@ -165,10 +167,9 @@ def plot(result: dict, path: Path) -> None:
 
 def main(argv: Optional[Sequence[str]] = None) -> dict:
     args = parse_args(argv)
-    result = run(args)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1))
+    result = run(args, on_row=lambda partial: out.write_text(json.dumps(partial, indent=1)))
     plot(result, out.with_suffix(".png"))
     print(f"wrote {out} and {out.with_suffix('.png')}")
     return result
