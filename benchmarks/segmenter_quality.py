@@ -19,11 +19,10 @@ Writes a JSON (``--out``) and a PNG of mIoU against clicks beside it.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -32,30 +31,29 @@ if __package__ in (None, ""):  # `python benchmarks/segmenter_quality.py` from a
 
 import numpy as np
 
+from agents.cliargs import arg  # noqa: E402
+
 
 @dataclass
 class QualityArgs:
-    segmenters: list[str] = field(default_factory=lambda: ["clicknet", "grabcut", "sam-tiny"])
-    datasets: list[str] = field(default_factory=lambda: ["shapes", "thin_shapes"])
-    split: str = "val"
-    items: int = 100
-    max_clicks: int = 20
-    target_iou: float = 0.9  # 0 = no early stop (every episode runs max_clicks)
-    speed_steps: int = 140  # env steps timed per segmenter for steps/s
-    threads: int = 1
-    seed: int = 0
-    out: str = "results/segmenter_quality.json"
+    """Click segmenters side by side under the oracle: quality, stability and speed in one run."""
+
+    segmenters: list[str] = arg(["clicknet", "grabcut", "sam-tiny"], "segmenter specs; sam-tiny = a random-weight tiny SAM")
+    datasets: list[str] = arg(["shapes", "thin_shapes"], "procedural datasets")
+    split: str = arg("val", "dataset split")
+    items: int = arg(100, "items per dataset")
+    max_clicks: int = arg(20, "clicks per episode (RITM: 20)")
+    target_iou: float = arg(0.9, "stop an episode at this IoU; 0 = never (every episode runs max_clicks)")
+    speed_steps: int = arg(140, "env steps timed per segmenter for steps/s")
+    threads: int = arg(1, "torch threads")
+    seed: int = arg(0, "seed of the oracle, the random speed clicks and sam-tiny's weights")
+    out: str = arg("results/segmenter_quality.json", "result JSON (a PNG is written beside it)")
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> QualityArgs:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    for f in fields(QualityArgs):
-        default = f.default_factory() if callable(f.default_factory) else f.default  # type: ignore[misc]
-        if isinstance(default, list):
-            p.add_argument("--" + f.name.replace("_", "-"), nargs="+", default=default)
-        else:
-            p.add_argument("--" + f.name.replace("_", "-"), type=type(default), default=default)
-    return QualityArgs(**vars(p.parse_args(argv)))
+    from agents.cliargs import parse_dataclass
+
+    return parse_dataclass(QualityArgs, argv)
 
 
 def build_segmenter(spec: str, seed: int) -> Any:

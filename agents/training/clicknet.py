@@ -27,40 +27,42 @@ writes the fp16 checkpoint, ``history.json`` and ``learning_curve.png`` to ``--e
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 
+from agents.cliargs import arg
 from segenv.clicker import next_click
 from segenv.datasets.shapes import ShapeSpec, ShapesDataset, draw_shape
 
 
 @dataclass
 class ClickNetTrainConfig:
-    out: str = "runs/clicknet"  # resumable state and logs
-    export: str = "segenv/segmenters/checkpoints/clicknet"  # the fp16 checkpoint the segmenter loads
-    steps: int = 12000  # total optimiser steps of the cosine schedule (across resumed runs)
-    minutes: float = 60.0  # wall-clock budget of THIS invocation; state is saved when it ends
-    batch_size: int = 16
-    lr: float = 2e-3
-    weight_decay: float = 1e-4
-    warmup_steps: int = 200
-    thin_fraction: float = 0.6
-    max_iters: int = 6
-    box_prob: float = 0.15
-    points_prob: float = 0.2
-    pos_weight: float = 2.0
-    eval_every_minutes: float = 10.0
-    save_every_minutes: float = 5.0
-    eval_items: int = 20
-    threads: int = 1
-    seed: int = 0
+    """Train clicknet with RITM's iterative click simulation (docs/clicknet.md)."""
+
+    out: str = arg("runs/clicknet", "folder of the resumable state (state.pt) and logs")
+    export: str = arg("segenv/segmenters/checkpoints/clicknet", "where the fp16 checkpoint the segmenter loads is written")
+    steps: int = arg(12000, "total optimiser steps of the cosine schedule, across resumed runs")
+    minutes: float = arg(60.0, "wall-clock budget of this invocation; the state is saved when it ends")
+    batch_size: int = arg(16, "images per step")
+    lr: float = arg(2e-3, "peak AdamW learning rate")
+    weight_decay: float = arg(1e-4, "AdamW weight decay")
+    warmup_steps: int = arg(200, "linear warm-up steps")
+    thin_fraction: float = arg(0.6, "share of thin_shapes images (the rest: shapes)")
+    max_iters: int = arg(6, "most no-gradient click rounds before the trained decode")
+    box_prob: float = arg(0.15, "share of episodes that start from a jittered GT box")
+    points_prob: float = arg(0.2, "share that start from 3 GT-labelled random points in the box")
+    pos_weight: float = arg(2.0, "BCE weight of object pixels")
+    eval_every_minutes: float = arg(10.0, "minutes between harness evaluations")
+    save_every_minutes: float = arg(5.0, "minutes between state saves")
+    eval_items: int = arg(20, "val items per set in each evaluation")
+    threads: int = arg(1, "torch threads")
+    seed: int = arg(0, "seed of the data stream and the weights")
 
 
 def visible_object_masks(sample) -> list[np.ndarray]:
@@ -245,10 +247,9 @@ def main(argv: Optional[list[str]] = None) -> dict:
     from segenv.segmenters.clicknet import save_clicknet
     from segenv.segmenters.clicknet_model import ClickNet, ClickNetConfig
 
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    for f in fields(ClickNetTrainConfig):
-        parser.add_argument("--" + f.name.replace("_", "-"), type=type(f.default), default=f.default)
-    cfg = ClickNetTrainConfig(**vars(parser.parse_args(argv)))
+    from agents.cliargs import parse_dataclass
+
+    cfg = parse_dataclass(ClickNetTrainConfig, argv, description=__doc__.split("\n\n")[0])
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     out, export = Path(cfg.out), Path(cfg.export)
