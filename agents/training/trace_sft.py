@@ -1,4 +1,4 @@
-"""D_traj as trl SFT data: one row per kept click, the overlay and the chat built on access.
+"""D_traj as trl SFT data: one row per kept click or end step (Finish / No Object Found), the overlay and the chat built on access.
 
 :func:`load_traces` opens the traces (one ``datasets.Dataset``, a row per trace:
 :mod:`agents.training.trace_store`). :func:`to_sft_dataset` indexes its kept clicks and, through
@@ -73,7 +73,7 @@ def to_sft_dataset(
     overlay_color: str = "green",
     overlay_alpha: float = 0.5,
 ) -> Any:
-    """One row per kept click of ``traces`` (:func:`load_traces`), with the lazy ``images`` /
+    """One row per kept click or end step of ``traces`` (:func:`load_traces`), with the lazy ``images`` /
     ``prompt`` / ``completion`` columns of the module docstring.
 
     ``action_format`` (:class:`agents.mllm.prompt.ActionFormat`): None = :data:`DEFAULT_SFT_FORMAT`
@@ -84,7 +84,9 @@ def to_sft_dataset(
 
     from agents.mllm.prompt import ActionFormat, build_prompt, render_action
     from segenv import render as R
-    from segenv.actions import Click
+    from segenv.actions import NO_OBJECT, STOP, Click
+
+    END_ACTIONS = {"finish": STOP, "no_object": NO_OBJECT}  # STOP is the Finish action
 
     fmt = action_format or ActionFormat(**DEFAULT_SFT_FORMAT)
     color = R.COLORS[overlay_color] if isinstance(overlay_color, str) else tuple(overlay_color)
@@ -105,8 +107,9 @@ def to_sft_dataset(
             system, user = build_prompt(row["caption"], prompt_style, color=color_word)
             prompt = [] if system is None else [{"role": "system", "content": [{"type": "text", "text": system}]}]
             prompt.append({"role": "user", "content": [{"type": "image"}, {"type": "text", "text": user}]})
-            click = Click(row["x"][k], row["y"][k], bool(row["positive"][k]))
-            answer = render_action(click, fmt, iou=float(row["iou_before"][k]) if fmt.iou_line else None)
+            kind = row["kind"][k] if row.get("kind") else "click"  # traces made before end steps: clicks only
+            action = END_ACTIONS[kind] if kind in END_ACTIONS else Click(row["x"][k], row["y"][k], bool(row["positive"][k]))
+            answer = render_action(action, fmt, iou=float(row["iou_before"][k]) if fmt.iou_line else None)
             out["images"].append([Image.fromarray(R.overlay_mask(image, mask, color, overlay_alpha))])
             out["prompt"].append(prompt)
             out["completion"].append([{"role": "assistant", "content": [{"type": "text", "text": answer}]}])

@@ -20,7 +20,9 @@ One row per trace (sample) whose first click was kept; features (:func:`trace_fe
 the observation-size RGB image, None when made with ``store_images=False``), ``masks`` (a list
 of ``datasets.Image``, mode "1": the observation mask BEFORE each kept click) and, per kept
 click, ``x``, ``y`` (normalised, in [0, 1)), ``positive``, ``iou_before`` (the ``Current IOU``
-target) and ``iou_after``. ``dataset.info.description`` holds the TraceConfig identity as JSON.
+target), ``iou_after`` and ``kind``: ``"click"``, or for the last step ``"finish"`` (the mask reached
+the target IoU or the oracle had nothing left to fix) / ``"no_object"`` (empty target), whose
+``masks`` entry is the mask the end was decided on (x, y are 0). ``dataset.info.description`` holds the TraceConfig identity as JSON.
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ def trace_features():
             "positive": List(Value("bool")),
             "iou_before": List(Value("float64")),
             "iou_after": List(Value("float64")),
+            "kind": List(Value("string")),
         }
     )
 

@@ -157,7 +157,13 @@ def _make_env(config: TraceConfig, initial_state: str):
 
 
 class _TraceRecorder:
-    """Wraps the oracle: keeps strictly improving clicks, then ends the episode (``STOP``)."""
+    """Wraps the oracle: keeps strictly improving clicks, and records how the trace ends.
+
+    A trace ends (REFERENCE conventions, docs/conventions.md) at the first non-improving click
+    (not saved, no end step), or with an END step the policy can learn from: ``finish`` when the
+    mask reached ``target_iou`` or the oracle has nothing left to fix, ``no_object`` when the
+    target is empty (the oracle's NoObject). End steps store the mask they were decided on.
+    """
 
     def __init__(self, oracle: Any, target_iou: float) -> None:
         self.oracle = oracle
@@ -165,6 +171,7 @@ class _TraceRecorder:
         self.target = target_iou
         self.steps: list[dict] = []
         self.done = False
+        self.reached = False
         self.best = 0.0
         self.last_action: Any = None
         self.image: Optional[np.ndarray] = None
@@ -173,16 +180,27 @@ class _TraceRecorder:
         self.steps, self.done, self.last_action = [], False, None
         self.best = float(info["iou"])
         self.image = np.asarray(obs["image"]).copy()
-        self.done = self.best >= self.target
+        self.reached = self.done = self.best >= self.target
         self.oracle.reset(obs, info)
 
+    def _end_step(self, obs: dict, kind: str) -> None:
+        self.steps.append({"mask": np.asarray(obs["mask"]) > 0, "x": 0.0, "y": 0.0, "positive": kind == "finish",
+                           "iou_before": self.best, "iou_after": self.best, "kind": kind})
+
     def act(self, obs: dict, info: dict) -> Any:
-        from segenv.rollout import STOP
+        from segenv.actions import STOP, Finish, NoObject
 
         if self.done:
+            if self.reached:  # the mask is good enough: the annotator says Finish
+                self._end_step(obs, "finish")
+                self.reached = False
             return STOP
-        self.last_action = self.oracle.act(obs, info)
-        return self.last_action
+        action = self.oracle.act(obs, info)
+        if isinstance(action, (Finish, NoObject)):  # nothing left to fix / an empty target
+            self._end_step(obs, "finish" if isinstance(action, Finish) else "no_object")
+            self.done = True
+        self.last_action = action
+        return action
 
     def on_step(self, obs_before: dict, record: Any, info_after: dict) -> None:
         from segenv.actions import Click
@@ -199,15 +217,16 @@ class _TraceRecorder:
             return
         mask = np.asarray(obs_before["mask"]) > 0
         self.steps.append({"mask": mask, "x": float(click.x), "y": float(click.y), "positive": bool(click.positive),
-                           "iou_before": self.best, "iou_after": iou})
+                           "iou_before": self.best, "iou_after": iou, "kind": "click"})
         self.best = iou
         if iou >= self.target:
-            self.done = True
+            self.done = self.reached = True
 
 
 def trace_sample(config: TraceConfig, index: int, envs: dict) -> Optional[dict]:
     """The trace row of sample ``index`` (:func:`agents.training.trace_store.trace_features`), or
-    None when its first click was not kept."""
+    None when it holds no step (its first click was not kept and it did not end with Finish /
+    NoObject)."""
     from PIL import Image
 
     from agents.oracle import OracleAgent
@@ -229,7 +248,7 @@ def trace_sample(config: TraceConfig, index: int, envs: dict) -> Optional[dict]:
         "initial_state": state,
         "image": Image.fromarray(recorder.image) if config.store_images else None,
         "masks": [Image.fromarray(s["mask"]) for s in steps],  # bool -> mode "1" (1-bit PNG)
-        **{key: [s[key] for s in steps] for key in ("x", "y", "positive", "iou_before", "iou_after")},
+        **{key: [s[key] for s in steps] for key in ("x", "y", "positive", "iou_before", "iou_after", "kind")},
     }
 
 

@@ -79,14 +79,30 @@ def test_traces_strictly_improve_and_stop(reference):
     ds = load_traces(reference)
     assert set(ds["sample_index"]) <= set(range(EPISODES))
     assert set(ds["initial_state"]) <= set(INITIAL_STATES)
-    for row in ds.select_columns(["initial_state", "x", "positive", "iou_before", "iou_after"]):
-        before, after = np.asarray(row["iou_before"]), np.asarray(row["iou_after"])
-        assert 1 <= len(before) == len(after) == len(row["x"]) == len(row["positive"]) <= 6
+    ends = []
+    for row in ds.select_columns(["initial_state", "x", "positive", "iou_before", "iou_after", "kind"]):
+        kinds = row["kind"]
+        assert set(kinds[:-1]) <= {"click"} and kinds[-1] in ("click", "finish", "no_object")  # an end step is last
+        clicks = [k for k, kind in enumerate(kinds) if kind == "click"]
+        before, after = np.asarray(row["iou_before"])[clicks], np.asarray(row["iou_after"])[clicks]
+        assert len(row["iou_before"]) == len(row["iou_after"]) == len(row["x"]) == len(row["positive"]) == len(kinds) <= 7
         assert np.all(after > before)  # every kept click strictly improves
         assert np.all(before[1:] == after[:-1])  # ... on the best so far (the previous kept step)
         assert np.all(before < 0.98)  # the trace ended once the target was reached
-        if row["initial_state"] == "empty":
+        if clicks and row["initial_state"] == "empty":
             assert before[0] == 0.0
+        if kinds[-1] == "finish":  # Finish is taken on the mask the last kept click made
+            assert row["iou_before"][-1] == row["iou_after"][-1] == (after[-1] if clicks else row["iou_before"][-1])
+        ends.append(kinds[-1])
+    assert "finish" in ends  # the oracle's Finish steps are in D_traj (issue #21)
+
+
+def test_sft_view_renders_finish_steps(reference):
+    sft = to_sft_dataset(load_traces(reference))
+    answers = [sft[i]["completion"][0]["content"][0]["text"] for i in range(len(sft))]
+    finishes = [a for a in answers if a.endswith("Finish")]
+    assert finishes and all(a.startswith("Current IOU: ") for a in finishes)
+    assert any("point:" in a for a in answers)
 
 
 def test_initial_state_recipe_is_deterministic_and_mixed():
