@@ -198,7 +198,7 @@ class SegEnv(gym.Env):
         self._image_small = R.resize_image(sample.image, self.image_size)
         self._blended = R.blend(self._image_small, self.overlay_color, self.overlay_alpha)
         self._text = self._clean_text(sample.text)
-        self._points: list[tuple[float, float]] = []  # pixel (x, y) prompts at original resolution
+        self._points: list[tuple[float, float]] = []  # integer pixel (x, y) = (col, row) at original resolution, as SAM's predictor takes them
         self._labels: list[int] = []
         self._clicks: list[tuple[float, float, bool]] = []  # the agent's clicks, normalised
         self._box: Optional[np.ndarray] = None
@@ -225,13 +225,13 @@ class SegEnv(gym.Env):
         for _ in range(self.initial_points):
             col = int(self.np_random.integers(x0, max(x0 + 1, x1)))
             row = int(self.np_random.integers(y0, max(y0 + 1, y1)))
-            self._points.append((col + 0.5, row + 0.5))
+            self._points.append((float(col), float(row)))
             self._labels.append(int(sample.mask[row, col]))
         if 1 not in self._labels:  # make sure the initial mask is not trivially empty
             rows, cols = np.nonzero(sample.mask)
             if len(rows):
                 k = int(self.np_random.integers(len(rows)))
-                self._points.append((cols[k] + 0.5, rows[k] + 0.5))
+                self._points.append((float(cols[k]), float(rows[k])))
                 self._labels.append(1)
 
     def step(self, action: "Action | np.ndarray | None"):
@@ -275,7 +275,7 @@ class SegEnv(gym.Env):
             box = parsed.to_pixels(h, w)
         else:
             row, col = parsed.to_pixel(h, w)
-            points.append((col + 0.5, row + 0.5))
+            points.append((float(col), float(row)))
             labels.append(int(parsed.positive))
             clicks.append((parsed.x, parsed.y, parsed.positive))
         t0 = time.perf_counter()

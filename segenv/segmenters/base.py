@@ -5,7 +5,9 @@ A segmenter follows segment-anything's "set the image once, prompt many times" p
 * ``set_image(image)``: HxWx3 uint8 RGB at the sample's original size; computes and caches
   whatever is per-image (SAM's image embedding). Called once per episode.
 * ``predict(points, labels, box=None, prev_logits=None) -> (mask, logits)``:
-  ``points`` float32 Nx2 ``(x, y)`` pixel coordinates in that image (SAM's layout), ``labels``
+  ``points`` float32 Nx2 ``(x, y)`` pixel coordinates in that image, as segment-anything's
+  ``SamPredictor`` takes them: the env passes the clicked pixel's integer indices ``(col, row)``
+  (no half-pixel offset; SAM's prompt encoder adds its own), ``labels``
   int N (1 positive, 0 negative), ``box`` float32[4] ``(x0, y0, x1, y1)`` pixels or None,
   ``prev_logits`` whatever this segmenter returned as ``logits`` last step (SAM: the chosen
   1x256x256 low-res logits, fed back as ``mask_input``). Returns an HxW bool mask and the new

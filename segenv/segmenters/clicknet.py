@@ -12,7 +12,7 @@ decoder; :meth:`~ClickNetSegmenter.predict_many` decodes K prompt sets in one ba
 
 Conventions: the image is resized so its longest side is ``work_size`` (224) and padded
 bottom / right; points are ``(x, y)`` pixel coordinates of the original image (the env passes
-pixel centres); ``prev_logits`` is what the last ``predict`` returned (float32
+pixel indices ``(col, row)``, as SAM's predictor takes them); ``prev_logits`` is what the last ``predict`` returned (float32
 ``[S/2, S/2]`` logits at half the work size), fed back as the previous-mask input;
 mask = logits > 0 after bilinear upsampling. It was trained on procedural images only: on
 natural images (RefCOCO, DAVIS) use a SAM-family backend.
@@ -155,7 +155,7 @@ class ClickNetSegmenter(SegmenterBase):
         prev = np.full((k, 1, half, half), NO_PREV_LOGIT, np.float32)  # sigmoid ~ 0: "no previous mask"
         has_prev = False
         for i, ((p, l, b), prompt) in enumerate(zip(checked, prompts)):
-            pts[i, : len(p)] = p * self._scale
+            pts[i, : len(p)] = (p + 0.5) * self._scale  # pixel index -> its centre, in work pixels
             lab[i, : len(l)] = l
             val[i, : len(l)] = True
             if b is not None:

@@ -78,8 +78,9 @@ class GrabCutSegmenter(SegmenterBase):
         assert self._work is not None and self.image_shape is not None
         h, w = self._work.shape[:2]
         side = max(h, w)
-        # the pixel a point lies in (floor, not round: round(col + 0.5) is col+1 half the time)
-        pts = np.clip(np.floor(points * self._scale), 0, [w - 1, h - 1]).astype(int)
+        # points are pixel indices (x, y) = (col, row); the working pixel holding that pixel's centre
+        # (floor, never round: round() of a .5 is banker's rounding, one pixel off half the time)
+        pts = np.clip(np.floor((points + 0.5) * self._scale), 0, [w - 1, h - 1]).astype(int)
         pos, neg = pts[labels == 1], pts[labels != 1]
         gc = np.full((h, w), cv2.GC_PR_BGD, np.uint8)
         if box is not None:

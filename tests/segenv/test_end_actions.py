@@ -31,7 +31,7 @@ class DiskSegmenter:
         yy, xx = np.mgrid[: self.shape[0], : self.shape[1]]
         mask = np.zeros(self.shape, bool)
         for (x, y), label in sorted(zip(map(tuple, points), labels), key=lambda p: p[1], reverse=True):
-            disk = (xx + 0.5 - x) ** 2 + (yy + 0.5 - y) ** 2 <= self.radius**2
+            disk = (xx - x) ** 2 + (yy - y) ** 2 <= self.radius**2  # points are pixel indices
             mask = mask | disk if label else mask & ~disk
         if box is not None:
             x0, y0, x1, y1 = np.asarray(box).round().astype(int)

@@ -232,3 +232,28 @@ def test_run_vector_matches_single_env_oracle():
     for t in trajs:
         ref = run_episode(OracleAgent(), single, index=t.sample_index)
         assert t.ious == ref.ious and t.stopped == ref.stopped
+
+
+def test_segmenter_receives_integer_pixel_indices():
+    """Click -> pixel (row, col) = floor(y*H), floor(x*W); the segmenter gets (x, y) = (col, row), no
+    half-pixel offset, as SegAgent hands points to segment-anything's SamPredictor."""
+    from segenv.segmenters import SegmenterBase
+
+    class Recorder(SegmenterBase):
+        name = "recorder"
+
+        def set_image(self, image):
+            self._check_image(image)
+
+        def predict(self, points, labels, box=None, prev_logits=None):
+            self.points = np.asarray(points).copy()
+            return np.zeros(self.image_shape, bool), None
+
+    seg = Recorder()
+    env = SegEnv(segmenter=seg, image_size=32, dataset_kwargs={"length": 2})
+    env.reset(seed=0, options={"index": 0})
+    h, w = env.sample.mask.shape  # 224 x 224
+    env.step(Click(0.5, 0.25, True))  # pixel (56, 112)
+    env.step(Click(0.999, 0.0, False))  # pixel (0, 223)
+    assert seg.points.tolist() == [[112.0, 56.0], [223.0, 0.0]]
+    assert (h, w) == (224, 224)

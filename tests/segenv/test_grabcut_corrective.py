@@ -26,10 +26,10 @@ def test_negative_click_next_to_frame_keeps_mask(offset):
     seg.set_image(image)
     row, col = 110, 60  # on the frame's left bar
     assert gt[row, col]
-    mask1, logits1 = seg.predict(np.array([[col + 0.5, row + 0.5]], np.float32), np.array([1]))
+    mask1, logits1 = seg.predict(np.array([[col, row]], np.float32), np.array([1]))
     assert mask1[row, col]
     # the corrective click: background, `offset` px left of the bar (inside the old sure radius)
-    points = np.array([[col + 0.5, row + 0.5], [col - offset + 0.5, row + 0.5]], np.float32)
+    points = np.array([[col, row], [col - offset, row]], np.float32)
     mask2, _ = seg.predict(points, np.array([1, 0]), prev_logits=logits1)
     assert mask2.any(), "a negative click emptied a mask that has a positive click"
     assert mask2[row, col], "the positive clicked pixel lost its label"
@@ -39,10 +39,10 @@ def test_negative_click_next_to_frame_keeps_mask(offset):
 
 
 def test_clicked_pixel_is_floor_of_point():
-    """Point (col + 0.5, row + 0.5) is pixel (row, col), never the next one (banker's rounding)."""
+    """Point (col, row) is pixel (row, col) (points are pixel indices, as SAM's predictor takes them)."""
     image, gt = thin_frame()
     seg = GrabCutSegmenter()
     seg.set_image(image)
-    for col in (60, 61):  # both pixels of the 2-px bar; round(60.5) = 60 but round(61.5) = 62
-        mask, _ = seg.predict(np.array([[col + 0.5, 110.5]], np.float32), np.array([1]))
+    for col in (60, 61):  # both pixels of the 2-px bar
+        mask, _ = seg.predict(np.array([[col, 110]], np.float32), np.array([1]))
         assert mask[110, col]
