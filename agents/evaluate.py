@@ -22,9 +22,10 @@ import argparse
 import json
 import logging
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Literal, Optional, Sequence
+from typing import Iterator, Literal, Optional, Sequence
 
 import gymnasium as gym
 import numpy as np
@@ -48,7 +49,7 @@ class EvalArgs:
     episodes: int = arg(50, "number of episodes; 0 = the whole split; capped at its size")
     max_clicks: int = arg(5, "clicks per episode (the env's max_clicks)")
     noc_max_clicks: Optional[int] = arg(None, "cap for NoC/NoF (default: --max-clicks; RITM uses 20)")
-    segmenter: Optional[str] = arg(None, "grabcut, sam:/path/sam_vit_h.pth, hf:/path/folder (default: the env's, grabcut)")
+    segmenter: Optional[str] = arg(None, "clicknet, grabcut, sam:/path/sam_vit_h.pth, hf:/path/folder (default: the env id's: clicknet on Shapes, grabcut elsewhere)")
     seed: int = arg(0, "episode k resets with seed + k; also the agent's seed")
     out: Optional[str] = arg(None, "summary JSON path (default: results/<agent>-<env>.json)")
     model: Optional[str] = arg(None, "mllm: a local checkpoint folder (default: the shipped tiny model)")
@@ -141,6 +142,39 @@ def evaluate(args: EvalArgs) -> dict:
     ``OUT.episodes.jsonl``, ``OUT.png`` (and ``OUT.sheet.png``), print the table, return the summary."""
     out = Path(args.out or f"results/{args.agent}-{args.env}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
+    with output_lock(out):
+        return _evaluate_locked(args, out)
+
+
+@contextmanager
+def output_lock(out: Path) -> Iterator[None]:
+    """Hold ``OUT.lock`` for the whole run: a second run on the same ``--out`` is refused with a
+    clear message instead of interleaving its episodes with ours or overwriting our result.
+
+    An advisory ``flock`` (Linux/macOS; released by the OS if the process dies, so a killed run
+    never leaves a stale lock behind). Where ``fcntl`` does not exist, runs are not locked.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    lock_path = out.with_suffix(".lock")
+    with lock_path.open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RuntimeError(
+                f"{out} is being written by another run (it holds {lock_path}); pass another --out, "
+                "or wait for that run to finish (then --resume continues it)"
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _evaluate_locked(args: EvalArgs, out: Path) -> dict:
     episodes_path = out.with_suffix(".episodes.jsonl")
     env = make_env(args, render=args.sheet > 0)
     base = env.unwrapped

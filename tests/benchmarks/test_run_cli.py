@@ -52,3 +52,19 @@ def test_corrupt_sample_is_skipped_not_fatal(tmp_path, real_data_root):
               "--max-clicks", "2", "--image-size", "32", "--out", str(out), "--no-progress"])
     assert len(s["skipped_episodes"]) == 1 and first.name in s["skipped_episodes"][0]["error"]
     assert s["episodes"] == len(sorted((root / "DAVIS" / "img").iterdir())) - 1
+
+
+def test_second_run_on_the_same_out_is_refused(tmp_path):
+    """While one run holds OUT, another run on the same --out stops with a clear message and
+    leaves what the first wrote untouched (issue #17 item 5)."""
+    from agents.evaluate import output_lock
+
+    out = tmp_path / "o.json"
+    args = ["--agent", "oracle", "--episodes", "2", "--max-clicks", "2", "--image-size", "64", "--out", str(out), "--no-progress"]
+    main(args)
+    before = out.with_suffix(".episodes.jsonl").read_text()
+    with output_lock(out):  # another run is writing
+        with pytest.raises(RuntimeError, match="being written by another run"):
+            main(args)
+    assert out.with_suffix(".episodes.jsonl").read_text() == before
+    main(args)  # the lock is released with its holder
