@@ -135,7 +135,7 @@ class ClickNetSegmenter(SegmenterBase):
 
     # ---------------------------------------------------------------- per click
     def predict(self, points, labels, box=None, prev_logits: Any = None) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.float32]]:
-        return self.predict_many([Prompt(*self._check_prompt(points, labels, box), prev_logits=prev_logits)])[0]
+        return self.predict_many([Prompt(points, labels, box, prev_logits)])[0]  # predict_many checks the prompt
 
     def predict_many(self, prompts: Sequence[Prompt]) -> list[tuple[npt.NDArray[np.bool_], npt.NDArray[np.float32]]]:
         """Decode K prompt sets on the cached image in ONE batched forward."""

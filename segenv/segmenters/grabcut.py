@@ -63,6 +63,7 @@ class GrabCutSegmenter(SegmenterBase):
         self.later_fg_radius = float(later_fg_radius)
         self.seed = int(seed)
         self._work: Optional[npt.NDArray[np.uint8]] = None
+        self._work_int: Optional[npt.NDArray[np.int32]] = None
         self._scale = 1.0
 
     def set_image(self, image: npt.NDArray[np.uint8]) -> None:
@@ -72,6 +73,7 @@ class GrabCutSegmenter(SegmenterBase):
         size = (max(1, round(w * self._scale)), max(1, round(h * self._scale)))
         work = cv2.resize(image, size, interpolation=cv2.INTER_AREA) if self._scale < 1.0 else image
         self._work = np.ascontiguousarray(cv2.cvtColor(work, cv2.COLOR_RGB2BGR))
+        self._work_int = self._work.astype(np.int32)  # colour distances for the sure disks, once per image
 
     def predict(self, points, labels, box=None, prev_logits: Any = None) -> tuple[npt.NDArray[np.bool_], Any]:
         points, labels, box = self._check_prompt(points, labels, box)
@@ -123,7 +125,7 @@ class GrabCutSegmenter(SegmenterBase):
         if not len(pts):
             return
         h, w = gc.shape
-        work = self._work.astype(np.int32)  # type: ignore[union-attr]
+        work = self._work_int
         best = np.full((h, w), np.inf, np.float32)
         owner = np.full((h, w), -1, np.int32)
         for k, (x, y) in enumerate(pts):
