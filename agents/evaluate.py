@@ -59,12 +59,20 @@ class EvalArgs:
     target_iou: Optional[float] = arg(None, "end an episode once IoU reaches this (default: never)")
     data_root: Optional[str] = arg(None, "dataset root (default: $SEGAGENT_DATA)")
     sheet: int = arg(0, "save a trajectory sheet of the first N episodes")
-    resume: bool = arg(False, "skip episodes already in OUT.episodes.jsonl")
+    score: Literal["final", "best_predicted", "best_so_far"] = arg(
+        "final", "which mask of an episode is scored: final (default), best_predicted (the mask the agent "
+        "rated highest with its Current IOU line, as SegAgent's eval_result_iou.py) or best_so_far (an upper "
+        "bound that uses the ground truth); every rule is also reported side by side")
+    limit: Optional[int] = arg(None, "score only the first N items of the split (5000: the items SegAgent's "
+                               "released refcocog_eval.py scores); default: the whole split")
+    resume: bool = arg(False, "skip episodes already in OUT.episodes.jsonl (refused if the run's arguments differ)")
     progress: bool = arg(True, "no progress bar")
 
     def __post_init__(self) -> None:
         if self.episodes < 0 or self.max_clicks < 1:
             raise ValueError("--episodes must be >= 0 and --max-clicks >= 1")
+        if self.limit is not None and self.limit < 1:
+            raise ValueError(f"--limit must be >= 1, got {self.limit}")
 
 
 RunArgs = EvalArgs  # the name benchmarks/run.py had
@@ -94,19 +102,47 @@ def make_env(args: EvalArgs, render: bool = False) -> gym.Env:
     return gym.make(args.env, disable_env_checker=True, **kwargs)
 
 
-def _load_done(path: Path) -> list[Trajectory]:
-    done = []
+# the arguments that decide what a run's episodes are: --resume refuses a run whose values differ
+RUN_IDENTITY = ("agent", "env", "split", "seed", "max_clicks", "segmenter", "model", "temperature", "initial_state",
+                "image_size", "target_iou", "data_root", "score", "limit")
+
+
+def _load_done(path: Path) -> tuple[dict[int, Trajectory], dict[int, dict]]:
+    """Episodes (by episode number) and skipped episodes already in ``OUT.episodes.jsonl``.
+
+    Lines written before episode numbers were recorded count in order. A line cut by a kill ends
+    the read: that episode is redone.
+    """
+    done: dict[int, Trajectory] = {}
+    skipped: dict[int, dict] = {}
     if not path.exists():
-        return done
-    for line in path.read_text().splitlines():
+        return done, skipped
+    for k, line in enumerate(path.read_text().splitlines()):
         try:
             d = json.loads(line)
-        except json.JSONDecodeError:  # a line cut by a kill: drop it, the episode is redone
+        except json.JSONDecodeError:
             break
+        episode = int(d.pop("episode", k))
+        if "skipped" in d:
+            skipped[episode] = d["skipped"]
+            continue
         d.pop("ious", None)
         d["steps"] = [StepRecord(**s) for s in d["steps"]]
-        done.append(Trajectory(**d))
-    return done
+        done[episode] = Trajectory(**d)
+    return done, skipped
+
+
+def _check_resume(args: EvalArgs, run_path: Path) -> None:
+    """Refuse to resume a run made with other arguments (the identity is in ``OUT.run.json``)."""
+    if not run_path.exists():
+        return
+    before = json.loads(run_path.read_text())
+    now = {k: getattr(args, k) for k in RUN_IDENTITY}
+    diff = {k: (before.get(k), now[k]) for k in RUN_IDENTITY if before.get(k) != now[k]}
+    if diff:
+        said = ", ".join(f"--{k.replace('_', '-')} was {a!r}, now {b!r}" for k, (a, b) in diff.items())
+        raise ValueError(f"--resume: {run_path} was made with other arguments ({said}); rerun with the same "
+                         "arguments, or drop --resume (or pass another --out) to start afresh")
 
 
 def plot_curve(summary: dict, path: Path) -> None:
@@ -180,21 +216,29 @@ def _evaluate_locked(args: EvalArgs, out: Path) -> dict:
     base = env.unwrapped
     agent = make_agent(args.agent, seed=args.seed, model=args.model, temperature=args.temperature)
 
-    trajs = _load_done(episodes_path) if args.resume else []
+    run_path = out.with_suffix(".run.json")
+    if args.resume:
+        _check_resume(args, run_path)
+    done, skipped_before = _load_done(episodes_path) if args.resume else ({}, {})
     if not args.resume and episodes_path.exists():
         episodes_path.unlink()
+    run_path.write_text(json.dumps({k: getattr(args, k) for k in RUN_IDENTITY}, indent=1))
     n = len(base.dataset)
+    if args.limit is not None and args.limit < n:
+        n = args.limit
     if args.episodes == 0 or args.episodes > n:
         if args.episodes > n:
             log.warning("--episodes %d > %d samples in the split: running each sample once", args.episodes, n)
         args = replace(args, episodes=n)
     sheet_rows: list[list[np.ndarray]] = []
-    skipped: list[dict] = []
+    skipped = [skipped_before[k] for k in sorted(skipped_before) if k < args.episodes]
+    by_episode = {k: t for k, t in done.items() if k < args.episodes}
     from tqdm.auto import tqdm
 
     t_start = time.perf_counter()
+    todo = [k for k in range(args.episodes) if k not in by_episode and k not in skipped_before]
     with episodes_path.open("a") as sink:
-        for k in tqdm(range(len(trajs), args.episodes), desc=f"{args.agent} on {args.env}", disable=not args.progress):
+        for k in tqdm(todo, desc=f"{args.agent} on {args.env}", disable=not args.progress):
             frames: list[np.ndarray] = []
             on_step = None
             if k < args.sheet:
@@ -203,14 +247,18 @@ def _evaluate_locked(args: EvalArgs, out: Path) -> dict:
                 traj = run_episode(agent, env, seed=args.seed + k, index=k % n, on_step=on_step)
             except (ValueError, OSError) as exc:  # a corrupt sample must not end a long run
                 log.warning("episode %d (sample %d) skipped: %s", k, k % n, exc)
-                skipped.append({"episode": k, "sample_index": k % n, "error": f"{type(exc).__name__}: {exc}"})
+                record = {"episode": k, "sample_index": k % n, "error": f"{type(exc).__name__}: {exc}"}
+                skipped.append(record)
+                sink.write(json.dumps({"episode": k, "skipped": record}) + "\n")
+                sink.flush()
                 continue
-            trajs.append(traj)
-            sink.write(json.dumps(traj.to_dict()) + "\n")
+            by_episode[k] = traj
+            sink.write(json.dumps({"episode": k, **traj.to_dict()}) + "\n")
             sink.flush()
             if k < args.sheet and frames:
                 sheet_rows.append(_sheet_row(base, k % n, traj, frames))
     wall = time.perf_counter() - t_start
+    trajs = [by_episode[k] for k in sorted(by_episode)]
 
     summary = {
         "agent": args.agent,
@@ -221,7 +269,8 @@ def _evaluate_locked(args: EvalArgs, out: Path) -> dict:
         "initial_state": args.initial_state,
         "seed": args.seed,
         "model": args.model if args.agent == "mllm" else None,
-        **summarize(trajs, args.max_clicks, args.noc_max_clicks),
+        "limit": args.limit,
+        **summarize(trajs, args.max_clicks, args.noc_max_clicks, score=args.score),
         "skipped_episodes": skipped,
         "wall_seconds": wall,
         "args": asdict(args),
@@ -262,7 +311,8 @@ def format_table(s: dict) -> str:
     rows = [
         ("agent / env", f"{s['agent']} / {s['env']} [{s['split']}] / {s['segmenter']}"),
         ("episodes, steps", f"{s['episodes']}, {s['steps']}"),
-        ("mIoU, cIoU", f"{s['miou']:.4f}, {s['ciou']:.4f}"),
+        (f"mIoU, cIoU ({s.get('score_rule', 'final')} mask)", f"{s['miou']:.4f}, {s['ciou']:.4f}"),
+        ("mIoU by scoring rule", ", ".join(f"{r} {v:.4f}" for r, v in s.get("miou_by_rule", {}).items())),
         ("mIoU per click", curve),
         ("NoC@85, NoC@90, NoF@90", f"{s['noc85']:.2f}, {s['noc90']:.2f}, {s['nof90']} (max {s['noc_max_clicks']})"),
         ("first-click hit rate", f"{s['first_click_hit_rate']:.3f}"),

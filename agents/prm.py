@@ -186,4 +186,27 @@ class PRM:
         return scores
 
 
-__all__ = ["AnswerSource", "MLLMAnswers", "Observation", "PRM"]
+def stated_ious(trajectories: Sequence[Any], action_format: Optional[ActionFormat] = None) -> tuple[np.ndarray, np.ndarray]:
+    """``(predicted, true)`` IoU pairs of every step whose answer states a ``Current IOU`` line.
+
+    ``trajectories``: :class:`segenv.rollout.Trajectory` objects (or their ``to_dict`` form). The
+    true IoU of step ``k`` is the IoU of the mask the agent saw: the episode's initial IoU for the
+    first step, else the IoU after step ``k - 1``. Both arrays are fractions in [0, 1].
+    """
+    fmt = action_format or ActionFormat()
+    pred: list[float] = []
+    true: list[float] = []
+    for t in trajectories:
+        d = t if isinstance(t, Mapping) else t.to_dict()
+        before = float(d["initial_iou"])
+        for step in d["steps"]:
+            text = step.get("output")
+            iou = parse_action_text(text, fmt).iou if text else None
+            if iou is not None:
+                pred.append(float(iou))
+                true.append(before)
+            before = float(step["iou"])
+    return np.asarray(pred, np.float64), np.asarray(true, np.float64)
+
+
+__all__ = ["AnswerSource", "MLLMAnswers", "Observation", "PRM", "stated_ious"]

@@ -27,7 +27,7 @@ import numpy as np
 
 from .actions import INVALID, KIND_FINISH, KIND_NO_OBJECT, STOP, action_to_array, action_to_space, end_action_name, parse_action
 
-__all__ = ["INVALID", "STOP", "StepRecord", "Trajectory", "run_episode", "run_episodes", "run_vector", "summarize"]
+__all__ = ["INVALID", "SCORE_RULES", "STOP", "StepRecord", "Trajectory", "run_episode", "run_episodes", "run_vector", "summarize"]
 # STOP and INVALID live in segenv.actions (one vocabulary); they stay importable from here.
 
 log = logging.getLogger(__name__)
@@ -44,7 +44,12 @@ class AgentLike(Protocol):
 
 @dataclass
 class StepRecord:
-    """One step: the action as ``[kind, x, y, x1, y1]`` (None if invalid) and what it did."""
+    """One step: the action as ``[kind, x, y, x1, y1]`` (None if invalid) and what it did.
+
+    ``predicted_iou`` is the agent's own IoU estimate of the mask it acted on (its ``last_iou``
+    attribute after ``act``, e.g. SegAgent's ``Current IOU`` line), None when it states none;
+    ``intersection`` / ``union`` are the pixel counts of the mask after the step (for cIoU).
+    """
 
     action: Optional[list[float]]
     iou: float
@@ -55,6 +60,9 @@ class StepRecord:
     agent_seconds: float = 0.0
     segmenter_seconds: float = 0.0
     env_seconds: float = 0.0
+    predicted_iou: Optional[float] = None
+    intersection: int = 0
+    union: int = 0
 
 
 @dataclass
@@ -71,6 +79,8 @@ class Trajectory:
     stopped: bool = False  # the agent ended the episode itself (Finish or NoObject)
     end_action: Optional[str] = None  # "finish", "no_object", "target_iou" or None (budget ran out)
     empty_target: bool = False  # the ground truth is empty (a no-target item); from the env, not the agent
+    initial_intersection: int = 0  # pixel counts of the initial mask (for cIoU of a re-scored episode)
+    initial_union: int = 0
 
     @property
     def ious(self) -> list[float]:
@@ -86,6 +96,33 @@ class Trajectory:
     def clicks_used(self) -> int:
         """Steps that used a click (clicks, the box, invalid steps): all but ``Finish`` / ``NoObject``."""
         return sum(not _is_end_record(s) for s in self.steps)
+
+    def scored(self, rule: str = "final") -> tuple[float, int, int]:
+        """``(iou, intersection, union)`` of the mask that ``rule`` scores (:data:`SCORE_RULES`).
+
+        * ``"final"``: the mask after the last step (segagent's default; SegAgent's
+          ``refcocog_eval.py``);
+        * ``"best_predicted"``: the mask the agent rated highest (SegAgent's ``eval_result_iou.py``):
+          the step with the largest ``predicted_iou`` (the first such step on ties), scored with the
+          mask that IoU was predicted FOR, the one it saw before acting (the initial mask for the first
+          step); the final mask when no step states an IoU;
+        * ``"best_so_far"``: the best mask of the episode by the ground truth: an UPPER BOUND no
+          annotator without the ground truth can reach, reported only beside the others.
+        """
+        masks = [(self.initial_iou, self.initial_intersection, self.initial_union)]
+        masks += [(s.iou, s.intersection, s.union) for s in self.steps]
+        if rule == "final":
+            return masks[-1]
+        if rule == "best_so_far":
+            return max(masks, key=lambda m: m[0])  # first maximum
+        if rule == "best_predicted":
+            stated = [(s.predicted_iou, k) for k, s in enumerate(self.steps) if s.predicted_iou is not None]
+            if not stated:
+                return masks[-1]
+            best = max(p for p, _ in stated)
+            k = next(k for p, k in stated if p == best)
+            return masks[k]  # masks[k] is the mask before step k
+        raise ValueError(f"unknown score rule {rule!r}; use one of {SCORE_RULES}")
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -108,6 +145,7 @@ def _new_trajectory(info: dict, obs: dict) -> Trajectory:
     """The record of an episode that just reset (``info`` with the ground truth, from the env)."""
     traj = Trajectory(info["sample_id"], int(info.get("sample_index", -1)), obs["text"], float(info["iou"]))
     traj.intersection, traj.union = int(info.get("intersection", 0)), int(info.get("union", 0))
+    traj.initial_intersection, traj.initial_union = traj.intersection, traj.union
     if "gt_mask" in info:
         traj.empty_target = not np.asarray(info["gt_mask"]).any()
     return traj
@@ -152,6 +190,7 @@ def run_episode(
             action, error = None, f"{type(exc).__name__}: {exc}"
         t1 = time.perf_counter()
         output = getattr(agent, "last_output", None)
+        predicted = getattr(agent, "last_iou", None)
         try:
             if action is not None and action is not INVALID:
                 action = parse_action(action)  # once here; the env takes the typed action as is
@@ -173,6 +212,9 @@ def run_episode(
             agent_seconds=t1 - t0,
             segmenter_seconds=seg,
             env_seconds=max(0.0, (t2 - t1) - seg),
+            predicted_iou=None if predicted is None else float(predicted),
+            intersection=int(info.get("intersection", 0)),
+            union=int(info.get("union", 0)),
         )
         traj.steps.append(record)
         traj.intersection, traj.union = int(info.get("intersection", 0)), int(info.get("union", 0))
@@ -208,6 +250,11 @@ def run_episodes(
     for k in tqdm(range(episodes), desc=desc, disable=not progress, leave=False):
         trajs.append(run_episode(agent, env, seed=seed + k, index=int(indices[k]), **kwargs))
     return trajs
+
+
+def _predicted(agent: Any) -> Optional[float]:
+    value = getattr(agent, "last_iou", None)
+    return None if value is None else float(value)
 
 
 def run_vector(
@@ -249,6 +296,7 @@ def run_vector(
     last = [np.zeros(4 if full else 3, np.float32) for _ in range(n)]
     while len(finished) < episodes:
         actions = []
+        predicted: list[Optional[float]] = [None] * n
         for i in range(n):
             if resetting[i] or draining[i]:
                 actions.append(last[i])
@@ -256,6 +304,7 @@ def run_vector(
             info_i, obs_i = unbatch(infos, i), unbatch(obs, i)
             view = info_i if getattr(agents[i], "needs_gt", False) else strip_gt(info_i)
             a = agents[i].act(obs_i, view)
+            predicted[i] = _predicted(agents[i])
             if a is None or a is INVALID:
                 raise ValueError("run_vector needs click actions; use run_episodes for agents with invalid steps")
             parsed = parse_action(a)
@@ -265,7 +314,9 @@ def run_vector(
                     raise ValueError("NoObject needs a vector env made with action_mode='full'")
                 traj = current[i]  # Finish changes nothing: record it as run_episode does, then drain
                 assert traj is not None
-                traj.steps.append(StepRecord(action_to_array(parsed).astype(float).tolist(), traj.final_iou, 0.0, False))
+                traj.steps.append(StepRecord(action_to_array(parsed).astype(float).tolist(), traj.final_iou, 0.0, False,
+                                             predicted_iou=_predicted(agents[i]), intersection=traj.intersection,
+                                             union=traj.union))
                 traj.end_action, traj.stopped = "finish", True
                 finished.append(traj)
                 draining[i] = True
@@ -290,7 +341,9 @@ def run_vector(
             traj = current[i]
             assert traj is not None
             record = action_to_array(parse_action(actions[i])).astype(float).tolist()
-            traj.steps.append(StepRecord(record, float(info_i["iou"]), float(rewards[i]), bool(info_i["invalid"])))
+            traj.steps.append(StepRecord(record, float(info_i["iou"]), float(rewards[i]), bool(info_i["invalid"]),
+                                         predicted_iou=predicted[i], intersection=int(info_i.get("intersection", 0)),
+                                         union=int(info_i.get("union", 0))))
             traj.intersection, traj.union = int(info_i.get("intersection", 0)), int(info_i.get("union", 0))
             _record_end(traj, info_i)
             if terms[i] or truncs[i]:
@@ -299,6 +352,7 @@ def run_vector(
     return finished[:episodes]
 
 
+SCORE_RULES = ("final", "best_predicted", "best_so_far")
 STOP_AT_BEST_TOLERANCE = 0.02  # a Finish "at the best" is within this IoU of the episode's best mask
 
 
@@ -306,10 +360,16 @@ def _is_end_record(step: StepRecord) -> bool:
     return step.action is not None and int(step.action[0]) in (KIND_FINISH, KIND_NO_OBJECT)
 
 
-def summarize(trajectories: Sequence[Trajectory], max_clicks: int, noc_max_clicks: Optional[int] = None) -> dict:
+def summarize(
+    trajectories: Sequence[Trajectory], max_clicks: int, noc_max_clicks: Optional[int] = None, score: str = "final"
+) -> dict:
     """The benchmark numbers of a set of episodes (definitions: docs/conventions.md#metrics).
 
-    ``miou``/``ciou`` use each episode's final mask; ``miou_per_click[k]`` is the mean IoU after
+    ``miou``/``ciou`` use each episode's mask chosen by the scoring rule ``score``
+    (:meth:`Trajectory.scored`: ``"final"``, the default, ``"best_predicted"`` as SegAgent's
+    ``eval_result_iou.py``, or the ground-truth upper bound ``"best_so_far"``), named in
+    ``score_rule``; ``miou_by_rule`` / ``ciou_by_rule`` give every rule side by side
+    (``best_predicted`` only when some step states an IoU; ``predicted_iou_steps`` counts them); ``miou_per_click[k]`` is the mean IoU after
     step ``k+1`` with early-stopped episodes carrying their last IoU forward (an episode with no
     step carries its initial IoU); ``best_iou_per_click`` the same for the best IoU so far. NoC
     counts to ``noc_max_clicks`` (default ``max_clicks``; RITM uses 20): an episode that never
@@ -331,7 +391,16 @@ def summarize(trajectories: Sequence[Trajectory], max_clicks: int, noc_max_click
     """
     from . import metrics as M
 
+    if score not in SCORE_RULES:
+        raise ValueError(f"unknown score rule {score!r}; use one of {SCORE_RULES}")
     noc_max = noc_max_clicks or max_clicks
+    n_predicted = sum(s.predicted_iou is not None for t in trajectories for s in t.steps)
+    rules = [r for r in SCORE_RULES if r != "best_predicted" or n_predicted]
+    if score not in rules:
+        rules.append(score)
+    scored = {r: [t.scored(r) for t in trajectories] for r in rules}
+    miou_by = {r: float(np.mean([m[0] for m in v])) if v else float("nan") for r, v in scored.items()}
+    ciou_by = {r: M.ciou([m[1] for m in v], [m[2] for m in v]) for r, v in scored.items()}
     curves = [t.ious if t.steps else [t.initial_iou] for t in trajectories]
     best = [list(np.maximum.accumulate(c)) for c in curves]
     clicks = [[s for s in t.steps if not _is_end_record(s)] for t in trajectories]
@@ -351,8 +420,12 @@ def summarize(trajectories: Sequence[Trajectory], max_clicks: int, noc_max_click
     return {
         "episodes": len(trajectories),
         "steps": len(steps),
-        "miou": float(np.mean([t.final_iou for t in trajectories])) if trajectories else float("nan"),
-        "ciou": M.ciou([t.intersection for t in trajectories], [t.union for t in trajectories]),
+        "score_rule": score,
+        "miou": miou_by[score],
+        "ciou": ciou_by[score],
+        "miou_by_rule": miou_by,
+        "ciou_by_rule": ciou_by,
+        "predicted_iou_steps": n_predicted,
         "miou_per_click": M.miou_per_click(curves, max_clicks).round(6).tolist(),
         "best_iou_per_click": M.miou_per_click(best, max_clicks).round(6).tolist(),
         "noc85": M.mean_noc(curves, 0.85, noc_max),

@@ -18,7 +18,13 @@ one constant answer; a *pointer readout* breaks that plateau. So:
   ``loss_from="model"``, chosen automatically for this class): trl's default fused LM head
   multiplies backbone states by one fixed output matrix, which a per-image pointer is not;
 * the answer is ``Positive point: <loc_k>`` / ``Negative point: <loc_k>``; each of
-  ``"Positive point: "`` and ``"Negative point: "`` is one token, so an answer is 3 tokens with EOS.
+  ``"Positive point: "`` and ``"Negative point: "`` is one token, so an answer is 3 tokens with EOS;
+* **IoU line** (``iou_token_offset >= 0``): the answer starts with SegAgent's PRM line
+  ``Current IOU: NN`` (``NN`` in 0..100), one token per value, so the LM logits of those 101
+  tokens at the answer's first position are a binned IoU head. Its loss is the cross-entropy
+  against a Gaussian over the bins around the true value (``iou_label_sigma`` bins): the bins are
+  ordered, so a prediction one bin off costs little and the argmax lands near the true IoU. The end
+  answers ``Finish`` / ``No Object Found`` are one token each.
 
 Importing this module (``import agents`` does, when torch and transformers are installed)
 registers the config and model with ``AutoConfig`` / ``AutoModelForImageTextToText`` (and the
@@ -79,6 +85,9 @@ class TinySegConfig(PretrainedConfig):
         segagent_loc_grid: Optional[int] = None,
         segagent_prompt_style: str = "short",
         segagent_iou_line: bool = False,
+        iou_token_offset: int = -1,
+        iou_bins: int = 101,
+        iou_label_sigma: float = 2.0,
         tie_word_embeddings: bool = True,
         **kwargs,
     ) -> None:
@@ -103,7 +112,10 @@ class TinySegConfig(PretrainedConfig):
         self.segagent_coord_format = segagent_coord_format
         self.segagent_loc_grid = loc_grid if segagent_loc_grid is None else segagent_loc_grid
         self.segagent_prompt_style = segagent_prompt_style
-        self.segagent_iou_line = segagent_iou_line  # its word-level vocabulary has no digits
+        self.segagent_iou_line = segagent_iou_line  # answers start with the "Current IOU" token
+        self.iou_token_offset = iou_token_offset  # id of "Current IOU: 0\n"; -1: no IoU tokens
+        self.iou_bins = iou_bins
+        self.iou_label_sigma = iou_label_sigma
         super().__init__(pad_token_id=pad_token_id, bos_token_id=bos_token_id, eos_token_id=eos_token_id,
                          tie_word_embeddings=tie_word_embeddings, **kwargs)
 
@@ -334,11 +346,36 @@ class TinySegForClicks(TinySegPreTrainedModel, GenerationMixin):
             logits[..., off:off + g2] = torch.finfo(logits.dtype).min
         loss = None
         if labels is not None:
-            loss = F.cross_entropy(logits[:, :-1].float().reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1),
-                                   ignore_index=-100)
+            loss = self.answer_loss(logits[:, :-1], labels[:, 1:])
         if logits_to_keep:
             logits = logits[:, -logits_to_keep:]
         return CausalLMOutputWithPast(loss=loss, logits=logits)
+
+    def answer_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Mean cross-entropy over answer tokens (``labels != -100``); IoU tokens against a Gaussian
+        over the IoU bins (the class docstring), every other token against its one-hot label.
+
+        ``logits``: (B, T, V) predicting ``labels`` (B, T) (already shifted).
+        """
+        cfg = self.config
+        logp = F.log_softmax(logits.float().reshape(-1, logits.shape[-1]), dim=-1)
+        flat = labels.reshape(-1)
+        keep = flat != -100
+        if not bool(keep.any()):
+            return logits.sum() * 0.0
+        logp, flat = logp[keep], flat[keep]
+        nll = -logp.gather(1, flat[:, None]).squeeze(1)
+        off, n = int(cfg.iou_token_offset), int(cfg.iou_bins)
+        if off >= 0 and cfg.iou_label_sigma > 0:
+            is_iou = (flat >= off) & (flat < off + n)
+            if bool(is_iou.any()):
+                bins = torch.arange(n, device=flat.device, dtype=torch.float32)
+                centre = (flat[is_iou] - off).float()[:, None]
+                soft = torch.exp(-0.5 * ((bins[None] - centre) / cfg.iou_label_sigma) ** 2)
+                soft = soft / soft.sum(1, keepdim=True)
+                nll = nll.clone()
+                nll[is_iou] = -(soft * logp[is_iou, off:off + n]).sum(1)
+        return nll.mean()
 
     # -- generation: no KV cache (sequences are ~60 tokens); recompute the whole prefix each step
     def prepare_inputs_for_generation(self, input_ids, attention_mask=None, pixel_values=None, **kwargs):

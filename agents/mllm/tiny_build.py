@@ -4,8 +4,12 @@
 :class:`agents.mllm.tiny.TinySegForClicks` and saves both (what ``save_pretrained`` writes, so
 ``AutoProcessor`` / ``AutoModelForImageTextToText`` load the folder). The tokenizer is
 word-level: specials, the words of the procedural captions, the two answer prefixes
-(``"Positive point: "`` and ``"Negative point: "`` are one token each) and ``<loc_0..G*G-1>``;
-the chat template puts the caption *before* the image tokens.
+(``"Positive point: "`` and ``"Negative point: "`` are one token each), ``<loc_0..G*G-1>`` and,
+with ``iou_line=True`` (the default), SegAgent's PRM line and end answers: the 101 lines
+``"Current IOU: 0\n" .. "Current IOU: 100\n"`` (one token each: the model's binned IoU head) and
+``"Finish"`` / ``"No Object Found"`` (one token each). So an answer is at most 4 tokens + EOS:
+``Current IOU: 74\nNegative point: <loc_87>``. The chat template puts the caption *before* the
+image tokens.
 """
 
 from __future__ import annotations
@@ -20,6 +24,9 @@ from .tiny import TinySegConfig, TinySegForClicks
 
 SPECIAL_TOKENS = ["<unk>", "<s>", "</s>", "<pad>", "<image>", "<ans>"]
 ANSWER_TOKENS = ["Positive point: ", "Negative point: "]
+IOU_BINS = 101  # "Current IOU: 0" .. "Current IOU: 100"
+IOU_TOKENS = [f"Current IOU: {n}\n" for n in range(IOU_BINS)]
+END_TOKENS = ["Finish", "No Object Found"]  # agents.mllm.prompt.FINISH_TEXT / NO_OBJECT_TEXT
 WORDS = (
     "the a an small large big tiny red blue yellow purple orange white green black grey gray pink brown "
     "circle square triangle star cross ring frame line grid zigzag object shape thing one "
@@ -51,8 +58,9 @@ CHAT_TEMPLATE = (
 
 
 
-def build_tokenizer(loc_grid: int = 14):
-    """Word-level tokenizer: specials, words, the two answer prefixes, then ``<loc_0..G*G-1>``."""
+def build_tokenizer(loc_grid: int = 14, iou_line: bool = True):
+    """Word-level tokenizer: specials, words, the two answer prefixes, ``<loc_0..G*G-1>``, then (with
+    ``iou_line``) the 101 ``Current IOU`` lines and the two end answers."""
     from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
@@ -68,15 +76,18 @@ def build_tokenizer(loc_grid: int = 14):
 
     fast.add_tokens([AddedToken(t, normalized=False, special=False, lstrip=False, rstrip=False) for t in ANSWER_TOKENS])
     fast.add_tokens([AddedToken(f"<loc_{k}>", normalized=False, special=False) for k in range(loc_grid * loc_grid)])
+    if iou_line:
+        fast.add_tokens([AddedToken(t, normalized=False, special=False, lstrip=False, rstrip=False)
+                         for t in IOU_TOKENS + END_TOKENS])
     fast.chat_template = CHAT_TEMPLATE
     fast.model_max_length = 4096
     return fast
 
 
-def build_processor(loc_grid: int = 14, image_size: int = 112, patch_size: int = 16):
+def build_processor(loc_grid: int = 14, image_size: int = 112, patch_size: int = 16, iou_line: bool = True):
     from transformers import CLIPImageProcessorPil, LlavaProcessor
 
-    tok = build_tokenizer(loc_grid)
+    tok = build_tokenizer(loc_grid, iou_line)
     ip = CLIPImageProcessorPil(
         size={"height": image_size, "width": image_size}, do_center_crop=False, crop_size=None,
         image_mean=CLIP_MEAN, image_std=CLIP_STD, do_convert_rgb=True, resample=3,
@@ -93,8 +104,11 @@ def build_tiny_vlm(out_dir: Optional[str] = None, seed: int = 0, **cfg):
     loc_grid = int(cfg.pop("loc_grid", 14))
     image_size = int(cfg.pop("image_size", 112))
     patch_size = int(cfg.pop("patch_size", 16))
-    proc = build_processor(loc_grid, image_size, patch_size)
+    iou_line = bool(cfg.pop("iou_line", True))
+    proc = build_processor(loc_grid, image_size, patch_size, iou_line)
     tok = proc.tokenizer
+    if iou_line:
+        cfg.update(iou_token_offset=tok.convert_tokens_to_ids(IOU_TOKENS[0]), segagent_iou_line=True)
     config = TinySegConfig(
         vocab_size=len(tok), loc_grid=loc_grid, image_size=image_size, patch_size=patch_size,
         loc_token_offset=tok.convert_tokens_to_ids("<loc_0>"),
@@ -102,11 +116,13 @@ def build_tiny_vlm(out_dir: Optional[str] = None, seed: int = 0, **cfg):
         pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, **cfg,
     )
     assert tok.convert_tokens_to_ids(f"<loc_{loc_grid * loc_grid - 1}>") == config.loc_token_offset + loc_grid ** 2 - 1
+    if iou_line:
+        assert tok.convert_tokens_to_ids(IOU_TOKENS[-1]) == config.iou_token_offset + IOU_BINS - 1
     torch.manual_seed(seed)
     model = TinySegForClicks(config)
     model.generation_config = GenerationConfig(
         bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
-        max_new_tokens=4, do_sample=False, use_cache=False,
+        max_new_tokens=5 if iou_line else 4, do_sample=False, use_cache=False,
     )
     if out_dir is None:
         return model, proc
@@ -117,4 +133,4 @@ def build_tiny_vlm(out_dir: Optional[str] = None, seed: int = 0, **cfg):
 
 
 
-__all__ = ["ANSWER_TOKENS", "CHAT_TEMPLATE", "build_processor", "build_tiny_vlm", "build_tokenizer"]
+__all__ = ["ANSWER_TOKENS", "CHAT_TEMPLATE", "END_TOKENS", "IOU_BINS", "IOU_TOKENS", "build_processor", "build_tiny_vlm", "build_tokenizer"]

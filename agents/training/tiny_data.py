@@ -1,6 +1,16 @@
-"""The tiny pointer VLM's training examples: observations labelled with one grid-cell click.
+"""The tiny pointer VLM's training examples: observations labelled with one grid-cell action.
 
-Two kinds, each saved as ONE Hugging Face dataset (``datasets.load_from_disk(out)`` opens it):
+Three kinds, each saved as ONE Hugging Face dataset (``datasets.load_from_disk(out)`` opens it):
+
+* ``"traces"`` (the shipped model's recipe, paper B.1): every kept step of a D_traj made by
+  ``segagent traces`` (:mod:`agents.training.traces`: RITM-oracle clicks, positive and negative,
+  from the three initial states, each strictly improving the IoU, then the ``Finish`` / ``No
+  Object Found`` end step): the overlay the oracle saw, its sign (or end action) and the IoU of
+  that mask (the ``Current IOU`` target). The oracle clicked a pixel; the tiny model answers a
+  cell of its ``G x G`` grid and is decoded to the cell centre, so the label is the cell whose
+  centre lies deepest inside the oracle's error region of that sign (the decoded click then
+  lands where the oracle's click would act; the oracle pixel's own cell when no centre is inside).
+  ``finish_keep`` keeps that share of the end steps (class balance; seeded);
 
 * ``"first"``: empty-mask observations of dataset items (the overlay of an empty mask is the
   image itself, so no segmenter call is needed), labelled with the oracle's first click;
@@ -19,7 +29,11 @@ the fallback. The later-click agent clicks those cell centres (:class:`CellOracl
 
 Columns: ``image`` (``datasets.Image``, RGB at the model's input size, PIL bicubic like its
 processor), ``text``, ``positive``, ``cell`` (``row * G + col``), ``sample_index``, ``step``,
-``kind``. Run::
+``kind``, ``action`` (``"click"``, ``"finish"`` or ``"no_object"``) and ``iou`` (the IoU of the
+observed mask, the ``Current IOU`` target). Run::
+
+    segagent traces --out /tmp/traces_shapes --episodes 16000 --max-clicks 8 --initial-mix 0.4,0.3,0.3
+    python -m agents.training.tiny_data --kind traces --traces /tmp/traces_shapes --out /tmp/tinycache/traces_train
 
     python -m agents.training.tiny_data --kind first --stop 14000 --out /tmp/tinycache/first_train
     python -m agents.training.tiny_data --kind later --stop 1250 --out /tmp/tinycache/later_train
@@ -39,7 +53,7 @@ from segenv.clicker import next_click, padded_distance
 from segenv.rollout import STOP
 
 log = logging.getLogger(__name__)
-KINDS = ("first", "later")
+KINDS = ("first", "later", "traces")
 
 
 @dataclass
@@ -48,7 +62,9 @@ class TinyDataConfig:
 
     Attributes:
         out: folder the dataset is saved to (``save_to_disk``); empty: not saved.
-        kind: ``"first"`` or ``"later"`` (module docstring).
+        kind: ``"first"``, ``"later"`` or ``"traces"`` (module docstring).
+        traces: the ``segagent traces`` folder of the ``"traces"`` kind (its env and split are used).
+        finish_keep: share of end steps kept by the ``"traces"`` kind (class balance).
         env_id, split: the env and dataset split the items come from.
         start, stop: item indices ``start .. stop - 1`` (clipped to the split's length).
         grid: ``G`` of the ``G x G`` label grid (the model's ``loc_grid``).
@@ -74,6 +90,8 @@ class TinyDataConfig:
     max_clicks: int = 5
     initial_states: list[str] = field(default_factory=lambda: ["empty", "empty", "box", "points"])
     later_labels: str = "oracle"
+    traces: str = ""
+    finish_keep: float = 1.0
     seed: int = 0
     progress: bool = True
 
@@ -84,8 +102,28 @@ class TinyDataConfig:
             raise ValueError(f"need 0 <= start <= stop, got start={self.start} stop={self.stop}")
         if self.later_labels not in ("oracle", "target"):
             raise ValueError(f"later_labels must be 'oracle' or 'target', got {self.later_labels!r}")
+        if self.kind == "traces" and not self.traces:
+            raise ValueError("kind='traces' needs --traces (a folder made by `segagent traces`)")
+        if not 0.0 <= self.finish_keep <= 1.0:
+            raise ValueError(f"finish_keep must be in [0, 1], got {self.finish_keep}")
         if self.grid < 1 or self.image_size < 16 or self.max_clicks < 1 or not self.initial_states:
             raise ValueError("grid >= 1, image_size >= 16, max_clicks >= 1 and some initial_states are needed")
+
+
+def deepest_cell(region: npt.NDArray[np.bool_], grid: int) -> Optional[int]:
+    """The ``grid x grid`` cell (row-major) whose centre lies deepest inside ``region`` (HxW bool), by
+    RITM's padded distance transform; None when no cell centre is inside."""
+    h, w = region.shape
+    dist = padded_distance(region)
+    rows = np.minimum(((np.arange(grid) + 0.5) * h / grid).astype(int), h - 1)
+    cols = np.minimum(((np.arange(grid) + 0.5) * w / grid).astype(int), w - 1)
+    at = dist[rows][:, cols]
+    return int(np.argmax(at)) if at.max() > 0 else None
+
+
+def pixel_cell(row: int, col: int, h: int, w: int, grid: int) -> int:
+    """The cell of pixel ``(row, col)`` of an ``h x w`` image on a ``grid x grid`` grid."""
+    return int(min(row * grid // h, grid - 1) * grid + min(col * grid // w, grid - 1))
 
 
 def label_cell(gt: npt.NDArray[np.bool_], pred: npt.NDArray[np.bool_], grid: int) -> Optional[tuple[bool, int]]:
@@ -98,15 +136,8 @@ def label_cell(gt: npt.NDArray[np.bool_], pred: npt.NDArray[np.bool_], grid: int
         return None
     h, w = gt.shape
     region = (gt & ~pred) if click.positive else (~gt & pred)
-    dist = padded_distance(region)
-    rows = np.minimum(((np.arange(grid) + 0.5) * h / grid).astype(int), h - 1)
-    cols = np.minimum(((np.arange(grid) + 0.5) * w / grid).astype(int), w - 1)
-    at = dist[rows][:, cols]
-    if at.max() > 0:
-        cell = int(np.argmax(at))
-    else:
-        cell = int(min(click.row * grid // h, grid - 1) * grid + min(click.col * grid // w, grid - 1))
-    return click.positive, cell
+    cell = deepest_cell(region, grid)
+    return click.positive, (pixel_cell(click.row, click.col, h, w, grid) if cell is None else cell)
 
 
 def cell_to_xy(cell: int, grid: int) -> tuple[float, float]:
@@ -175,7 +206,8 @@ def first_click_examples(config: TinyDataConfig) -> list[dict]:
             continue
         image = prep_image(R.resize_image(sample.image, config.obs_size), config.image_size)
         rows.append({"image": image, "text": sample.text, "positive": label[0], "cell": label[1],
-                     "sample_index": i, "step": 0, "kind": "first"})
+                     "sample_index": i, "step": 0, "kind": "first", "action": "click",
+                     "iou": 0.0})
     env.close()
     return rows
 
@@ -210,7 +242,8 @@ def later_click_examples(config: TinyDataConfig) -> list[dict]:
             positive, cell = agent.label if target is None else (True, target[1])
             rows.append({"image": prep_image(np.asarray(obs_before["overlay"]), config.image_size),
                          "text": str(obs_before["text"]), "positive": positive, "cell": cell,
-                         "sample_index": i, "step": step, "kind": "later"})
+                         "sample_index": i, "step": step, "kind": "later",
+                         "action": "click", "iou": agent.iou})
 
         run_episode(agent, envs[state], seed=int(config.seed * 100003 + i), index=i, catch_agent_errors=False,
                     on_step=keep)
@@ -219,19 +252,69 @@ def later_click_examples(config: TinyDataConfig) -> list[dict]:
     return rows
 
 
+def trace_examples(config: TinyDataConfig) -> list[dict]:
+    """Examples from every kept step of the ``segagent traces`` folder ``config.traces`` (module docstring)."""
+    from tqdm.auto import tqdm
+
+    from segenv import render as R
+
+    from .trace_sft import _regenerated_images, load_traces
+    from .trace_store import trace_config_of
+    from .traces import TraceConfig
+    from .traces import _make_env as make_trace_env
+
+    traces = load_traces(config.traces)
+    made = trace_config_of(traces)
+    env = make_trace_env(TraceConfig(out="", env_id=made["env_id"], split=made["split"], env_kwargs=made["env_kwargs"],
+                                     shard=0, num_shards=1), "empty")
+    dataset = env.unwrapped.dataset
+    regenerate = _regenerated_images(traces) if len(traces) and traces[0]["image"] is None else None
+    green = R.COLORS["green"]
+    rng = np.random.default_rng(config.seed)
+    rows: list[dict] = []
+    for row in tqdm(traces, desc="trace steps", disable=not config.progress):
+        index = int(row["sample_index"])
+        image = np.asarray(row["image"].convert("RGB")) if regenerate is None else regenerate(index)
+        gt_full = np.asarray(dataset[index].mask, bool)
+        for k, kind in enumerate(row["kind"]):
+            if kind != "click" and rng.random() >= config.finish_keep:
+                continue
+            mask = np.asarray(row["masks"][k]).astype(bool)
+            size = mask.shape[0]
+            if image.shape[:2] != mask.shape:
+                image = R.resize_image(image, size)
+            positive, cell = True, 0
+            if kind == "click":
+                positive = bool(row["positive"][k])
+                gt = R.resize_mask(gt_full, size)
+                region = (gt & ~mask) if positive else (~gt & mask)
+                cell = deepest_cell(region, config.grid)
+                if cell is None:
+                    y, x = row["y"][k], row["x"][k]
+                    cell = pixel_cell(int(y * size), int(x * size), size, size, config.grid)
+            overlay = R.overlay_mask(image, mask, green, 0.5)
+            rows.append({"image": prep_image(overlay, config.image_size), "text": str(row["caption"]),
+                         "positive": positive, "cell": int(cell), "sample_index": index, "step": k,
+                         "kind": "traces", "action": kind, "iou": float(row["iou_before"][k])})
+    env.close()
+    return rows
+
+
 def features():
     """The ``datasets.Features`` of the examples."""
     from datasets import Features, Image, Value
 
     return Features({"image": Image(), "text": Value("string"), "positive": Value("bool"), "cell": Value("int64"),
-                     "sample_index": Value("int64"), "step": Value("int32"), "kind": Value("string")})
+                     "sample_index": Value("int64"), "step": Value("int32"), "kind": Value("string"),
+                     "action": Value("string"), "iou": Value("float32")})
 
 
 def build_examples(config: TinyDataConfig):
     """The examples of ``config`` as a ``datasets.Dataset`` (saved to ``config.out`` if set)."""
     from datasets import Dataset
 
-    rows = first_click_examples(config) if config.kind == "first" else later_click_examples(config)
+    build = {"first": first_click_examples, "later": later_click_examples, "traces": trace_examples}[config.kind]
+    rows = build(config)
     feats = features()
     ds = Dataset.from_dict({k: [r[k] for r in rows] for k in feats}, features=feats)
     if config.out:
@@ -250,8 +333,8 @@ def main(argv: Optional[list[str]] = None) -> None:
     build_examples(config)
 
 
-__all__ = ["CellOracle", "TinyDataConfig", "build_examples", "cell_to_xy", "features", "first_click_examples",
-           "label_cell", "later_click_examples", "prep_image"]
+__all__ = ["CellOracle", "TinyDataConfig", "build_examples", "cell_to_xy", "deepest_cell", "features",
+           "first_click_examples", "label_cell", "later_click_examples", "pixel_cell", "prep_image", "trace_examples"]
 
 if __name__ == "__main__":
     main()

@@ -35,7 +35,7 @@ import numpy as np
 import numpy.typing as npt
 
 from agents.mllm.prompt import ActionFormat, build_prompt, render_action
-from segenv.actions import Click
+from segenv.actions import NO_OBJECT, STOP, Click
 
 from .tiny_data import cell_to_xy
 
@@ -56,11 +56,17 @@ class TinyTrainConfig:
         max_steps, batch_size, lr, min_lr_frac, warmup_steps, weight_decay: the optimisation.
         first_frac: share of first-click examples in the mix.
         flip_aug: mirror images (and their cells and left/right, top/bottom words) at random.
-        eval_every_min, eval_episodes, eval_split, eval_env, max_clicks, obs_size: harness
-            evaluation (``eval_episodes=0``: none; the last weights are saved instead).
+        eval_every_min, eval_episodes, eval_split, eval_env, eval_initial_states, max_clicks,
+            obs_size: harness evaluation from each initial state (``eval_episodes=0``: none; the
+            last weights are saved instead); the checkpoint with the best mean final mIoU is kept.
         seed, threads, log_every, progress: run settings.
-        hidden_size .. image_size: the model built from config (ignored with ``init_from``).
-        init_from: continue from a saved checkpoint folder.
+        hidden_size .. iou_label_sigma: the model built from config (``iou_line``: the answers
+            start with the ``Current IOU`` line, one token per value; ``iou_label_sigma``: width in
+            bins of its soft target).
+        init_from: a saved checkpoint folder to start from: every weight whose name and shape
+            match is copied into the model built from config (a checkpoint without the IoU and end
+            tokens warm-starts the new vocabulary: the shared token rows are copied, the new ones
+            keep their initialisation; :func:`warm_start`).
     """
 
     out: str = "agents/mllm/checkpoints/tiny"
@@ -79,6 +85,7 @@ class TinyTrainConfig:
     eval_episodes: int = 30
     eval_split: str = "val"
     eval_env: str = "SegAgent-Shapes-v0"
+    eval_initial_states: list[str] = field(default_factory=lambda: ["empty", "points"])
     max_clicks: int = 5
     obs_size: int = 224
     seed: int = 0
@@ -95,6 +102,8 @@ class TinyTrainConfig:
     film: bool = True
     loc_grid: int = 14
     image_size: int = 112
+    iou_line: bool = True
+    iou_label_sigma: float = 2.0
     init_from: str = ""
 
     def __post_init__(self) -> None:
@@ -105,7 +114,7 @@ class TinyTrainConfig:
 
     def model_kwargs(self) -> dict:
         keys = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "pointer_dim",
-                "prefix_lm", "film", "loc_grid", "image_size")
+                "prefix_lm", "film", "loc_grid", "image_size", "iou_line", "iou_label_sigma")
         return {**{k: getattr(self, k) for k in keys}, "cnn_channels": tuple(self.cnn_channels)}
 
 
@@ -120,22 +129,32 @@ def flip_example(image: npt.NDArray[np.uint8], text: str, cell: int, grid: int, 
     return np.ascontiguousarray(image), " ".join(words), r * grid + c
 
 
-def sft_rows(examples: Any, grid: int, flip: bool = False, seed: int = 0) -> Any:
+def sft_rows(examples: Any, grid: int, flip: bool = False, seed: int = 0, iou_line: bool = False) -> Any:
     """``examples`` (:mod:`agents.training.tiny_data` columns) as trl rows: ``images`` ([PIL]),
-    ``prompt`` (user turn: image + caption) and ``completion`` (the answer), built on access."""
+    ``prompt`` (user turn: image + caption) and ``completion`` (the answer: with ``iou_line`` the
+    ``Current IOU`` line of the example's ``iou`` first; ``Finish`` / ``No Object Found`` for end
+    steps), built on access."""
     from PIL import Image
 
-    fmt = ActionFormat("loc", loc_grid=grid)
+    fmt = ActionFormat("loc", loc_grid=grid, iou_line=iou_line)
     rng = np.random.default_rng(seed)
+    ends = {"finish": STOP, "no_object": NO_OBJECT}
 
     def transform(batch: dict) -> dict:
         out: dict[str, list] = {"images": [], "prompt": [], "completion": []}
-        for image, text, positive, cell in zip(batch["image"], batch["text"], batch["positive"], batch["cell"]):
+        n = len(batch["text"])
+        actions = batch.get("action") or ["click"] * n
+        ious = batch.get("iou") or [None] * n
+        for image, text, positive, cell, kind, iou in zip(batch["image"], batch["text"], batch["positive"],
+                                                          batch["cell"], actions, ious):
             image = np.asarray(image.convert("RGB"))
             if flip:
                 image, text, cell = flip_example(image, text, cell, grid, rng.random() < 0.5, rng.random() < 0.5)
             _, user = build_prompt(text, "short")
-            answer = render_action(Click(*cell_to_xy(cell, grid), bool(positive)), fmt)
+            action = ends[kind] if kind in ends else Click(*cell_to_xy(cell, grid), bool(positive))
+            if iou_line and (iou is None or iou < 0):
+                raise ValueError("iou_line training needs every example's 'iou' (rebuild the examples with tiny_data)")
+            answer = render_action(action, fmt, iou=float(iou) if iou_line else None)
             out["images"].append([Image.fromarray(image)])
             out["prompt"].append([{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": user}]}])
             out["completion"].append([{"role": "assistant", "content": [{"type": "text", "text": answer}]}])
@@ -144,28 +163,90 @@ def sft_rows(examples: Any, grid: int, flip: bool = False, seed: int = 0) -> Any
     return examples.with_transform(transform)
 
 
+def warm_start(model: Any, path: str) -> dict:
+    """Copy the weights of the checkpoint at ``path`` into ``model`` where name and shape match;
+    token tables (``embed_tokens``, ``lm_head``) are copied row by row for the token ids both
+    vocabularies share (the tiny tokenizer only appends tokens). Returns counts of what was copied."""
+    import torch
+    from safetensors.torch import load_file
+
+    src = load_file(os.path.join(path, "model.safetensors"))
+    own = model.state_dict()
+    copied, partial, skipped = 0, 0, []
+    with torch.no_grad():
+        for name, value in src.items():
+            if name not in own:
+                skipped.append(name)
+                continue
+            dst = own[name]
+            if dst.shape == value.shape:
+                dst.copy_(value.to(dst.dtype))
+                copied += 1
+            elif dst.ndim == 2 and dst.shape[1] == value.shape[1] and name.split(".")[0] in ("embed_tokens", "lm_head"):
+                n = min(dst.shape[0], value.shape[0])
+                dst[:n].copy_(value[:n].to(dst.dtype))
+                partial += 1
+            else:
+                skipped.append(name)
+    if skipped:
+        log.warning("warm start from %s: %d tensors not copied (%s)", path, len(skipped), ", ".join(skipped[:5]))
+    return {"copied": copied, "token_tables": partial, "skipped": len(skipped)}
+
+
 def evaluate(model: Any, processor: Any, config: TinyTrainConfig) -> dict:
-    """The model as an :class:`~agents.mllm.policy.MLLMPolicy` on ``eval_episodes`` harness episodes."""
+    """The model as an :class:`~agents.mllm.policy.MLLMPolicy` on ``eval_episodes`` harness episodes
+    from each of ``eval_initial_states``.
+
+    Per state: mIoU after clicks 1..``max_clicks`` (``miou_<state>``), the initial mIoU, the share of
+    negative clicks; over all: the mean absolute error of the stated ``Current IOU`` (``iou_mae``,
+    IoU in percent) and ``score``, the mean final mIoU over the states (the best score is kept).
+    The ``empty`` state also fills the legacy keys ``miou`` / ``final_miou`` / ``first_hit``.
+    """
     import gymnasium as gym
 
     import segenv  # noqa: F401  (registers the env ids)
     from agents.mllm.policy import MLLMPolicy, MLLMPolicyConfig
+    from agents.prm import stated_ious
     from segenv.rollout import run_episodes, summarize
 
     t0 = time.time()
-    env = gym.make(config.eval_env, split=config.eval_split, max_clicks=config.max_clicks, image_size=config.obs_size)
-    policy = MLLMPolicy(MLLMPolicyConfig(model_path=config.out, max_new_tokens=4), model=model, processor=processor)
+    policy = MLLMPolicy(MLLMPolicyConfig(model_path=config.out, max_new_tokens=6), model=model, processor=processor)
     was_training = model.training
     model.eval()
+    result: dict[str, Any] = {"episodes": config.eval_episodes, "split": config.eval_split}
+    finals, preds, trues, invalid = [], [], [], []
     try:
-        summary = summarize(run_episodes(policy, env, config.eval_episodes, progress=False), config.max_clicks)
+        for state in config.eval_initial_states:
+            env = gym.make(config.eval_env, split=config.eval_split, max_clicks=config.max_clicks,
+                           image_size=config.obs_size, initial_state=state)
+            try:
+                trajs = run_episodes(policy, env, config.eval_episodes, progress=False)
+            finally:
+                env.close()
+            summary = summarize(trajs, config.max_clicks)
+            miou = [round(float(v), 4) for v in summary["miou_per_click"]]
+            clicks = [s.action for t in trajs for s in t.steps if s.action is not None and s.action[0] in (0, 1)]
+            result[f"miou_{state}"] = miou
+            result[f"initial_miou_{state}"] = round(float(np.mean([t.initial_iou for t in trajs])), 4)
+            result[f"negative_share_{state}"] = round(sum(a[0] == 0 for a in clicks) / max(1, len(clicks)), 3)
+            finals.append(miou[-1])
+            invalid.append(summary["invalid_step_rate"])
+            p, q = stated_ious(trajs, policy.action_format)
+            preds.append(p)
+            trues.append(q)
+            if state == "empty":
+                result.update(miou=miou, final_miou=miou[-1], first_hit=summary["first_click_hit_rate"])
     finally:
         model.train(was_training)
-        env.close()
-    miou = [round(float(v), 4) for v in summary["miou_per_click"]]
-    return {"miou": miou, "final_miou": miou[-1], "first_hit": summary["first_click_hit_rate"],
-            "invalid_rate": summary["invalid_step_rate"], "episodes": config.eval_episodes,
-            "split": config.eval_split, "eval_s": round(time.time() - t0, 1)}
+    p, q = np.concatenate(preds), np.concatenate(trues)
+    result["iou_mae"] = round(float(np.mean(np.abs(p - q)) * 100), 2) if len(p) else None
+    result["invalid_rate"] = round(float(np.mean(invalid)), 4)
+    result["score"] = round(float(np.mean(finals)), 4)
+    result.setdefault("final_miou", result["score"])
+    result.setdefault("miou", result[f"miou_{config.eval_initial_states[0]}"])
+    result.setdefault("first_hit", float("nan"))
+    result["eval_s"] = round(time.time() - t0, 1)
+    return result
 
 
 def save_checkpoint(model: Any, processor: Any, out: str) -> None:
@@ -198,9 +279,16 @@ def plot_history(history: dict, path: str) -> None:
     ax[0].set(xlabel="step", ylabel="training loss (answer tokens)", yscale="log",
               title=f"train loss ({history.get('train_seconds', 0) / 60:.1f} min)")
     steps = [r["step"] for r in evals]
-    ax[1].plot(steps, [r["final_miou"] for r in evals], "o-", label="held-out final mIoU")
-    ax[1].plot(steps, [r["first_hit"] for r in evals], "s-", label="first-click hit rate (IoU > 0.5)")
+    states = sorted({k[5:] for r in evals for k in r if k.startswith("miou_")})
+    for state in states:
+        got = [(s, r[f"miou_{state}"][-1]) for s, r in zip(steps, evals) if f"miou_{state}" in r]
+        ax[1].plot(*zip(*got), "o-", label=f"final mIoU from '{state}'")
+    if not states:
+        ax[1].plot(steps, [r["final_miou"] for r in evals], "o-", label="held-out final mIoU")
     ax[1].plot(steps, [r["miou"][0] for r in evals], "^-", label="held-out mIoU@1")
+    mae = [(s, r["iou_mae"] / 100) for s, r in zip(steps, evals) if r.get("iou_mae") is not None]
+    if mae:
+        ax[1].plot(*zip(*mae), "x--", label="stated IoU: MAE / 100")
     ax[1].set(xlabel="step", ylim=(0, 1), title="held-out evaluation (rollout harness)")
     ax[1].legend(loc="lower right")
     fig.tight_layout()
@@ -249,12 +337,11 @@ def _callback(config: TinyTrainConfig, processor: Any, history: dict):
             self.eval_seconds += time.time() - t
             result.update(step=step, time_s=round(self.train_seconds(), 1))
             history["eval"].append(result)
-            log.info("eval step %d: mIoU@1..%d %s, first hit %.3f", step, config.max_clicks, result["miou"],
-                     result["first_hit"])
-            if result["final_miou"] > self.best:
-                self.best = result["final_miou"]
+            log.info("eval step %d: %s", step, {k: v for k, v in result.items() if k.startswith(("miou_", "neg", "iou_", "score"))})
+            if result["score"] > self.best:
+                self.best = result["score"]
                 save_checkpoint(model, processor, config.out)
-                history["best"] = {"step": step, "final_miou": self.best}
+                history["best"] = {"step": step, "score": self.best, "final_miou": result["final_miou"]}
             self.write()
 
         def write(self) -> None:
@@ -277,13 +364,8 @@ def train(config: TinyTrainConfig) -> dict:
     from .sft import SFTRunConfig, _trainer_class, build_sft_config
 
     torch.set_num_threads(config.threads)
-    if config.init_from:
-        from transformers import AutoModelForImageTextToText, AutoProcessor
-
-        processor = AutoProcessor.from_pretrained(config.init_from, local_files_only=True)
-        model = AutoModelForImageTextToText.from_pretrained(config.init_from, dtype=torch.float32, local_files_only=True)
-    else:
-        model, processor = build_tiny_vlm(None, seed=config.seed, **config.model_kwargs())
+    model, processor = build_tiny_vlm(None, seed=config.seed, **config.model_kwargs())
+    warm = warm_start(model, config.init_from) if config.init_from else None
     model.float().train()
     parts = [load_from_disk(config.first_data)]
     if config.later_data:
@@ -293,7 +375,8 @@ def train(config: TinyTrainConfig) -> dict:
                                     stopping_strategy="all_exhausted")
     else:
         mixed = parts[0]
-    history: dict = {"config": asdict(config), "train": [], "eval": [], "data": {"examples": [len(p) for p in parts]}}
+    history: dict = {"config": asdict(config), "train": [], "eval": [], "data": {"examples": [len(p) for p in parts]},
+                     "warm_start": warm}
     args = build_sft_config(SFTRunConfig(
         model_path=config.init_from, data=config.first_data, output_dir=config.out, max_steps=config.max_steps,
         learning_rate=config.lr, lr_scheduler_type="cosine_with_min_lr", warmup_steps=config.warmup_steps,
@@ -303,7 +386,7 @@ def train(config: TinyTrainConfig) -> dict:
                     "disable_tqdm": not config.progress},
     ))
     trainer = _trainer_class(model, "model")(
-        model=model, args=args, train_dataset=sft_rows(mixed, model.config.loc_grid, config.flip_aug, config.seed),
+        model=model, args=args, train_dataset=sft_rows(mixed, model.config.loc_grid, config.flip_aug, config.seed, config.iou_line),
         processing_class=processor, callbacks=[_callback(config, processor, history)],
     )
     trainer.train()

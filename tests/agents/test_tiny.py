@@ -212,3 +212,72 @@ def test_shipped_checkpoint_clicks():
         inputs = _inputs(processor, obs["image"], obs["text"])
         out = model.generate(**inputs, max_new_tokens=4, do_sample=False)
         assert _new_text(processor, out, inputs) == f"Positive point: <loc_{cell}>", index
+
+
+def test_iou_and_end_tokens_roundtrip(loaded):
+    """SegAgent's PRM line and the end answers are one token each; the one grammar reads them."""
+    processor, model = loaded
+    tok = processor.tokenizer
+    fmt = ActionFormat("loc", loc_grid=14, iou_line=True)
+    for text, iou, n_tokens in (("Current IOU: 74\nNegative point: <loc_87>", 0.74, 3), ("Current IOU: 100\nFinish", 1.0, 2),
+                                ("Current IOU: 0\nNo Object Found", 0.0, 2), ("Current IOU: 9\nPositive point: <loc_0>", 0.09, 3)):
+        ids = tok(text, add_special_tokens=False)["input_ids"]
+        assert len(ids) == n_tokens, (text, ids)
+        assert tok.decode(ids, skip_special_tokens=False) == text
+        assert parse_action_text(text, fmt).iou == pytest.approx(iou)
+    assert model.config.segagent_iou_line and tok.convert_tokens_to_ids("Current IOU: 0\n") == model.config.iou_token_offset
+
+
+def test_iou_loss_is_soft_over_ordered_bins(loaded):
+    """The IoU token's loss is a Gaussian over the bins: one bin off costs less than ten bins off,
+    and the target bin itself costs least; other tokens keep the ordinary cross-entropy."""
+    _, model = loaded
+    off, v = model.config.iou_token_offset, model.config.vocab_size
+    labels = torch.tensor([[off + 50]])
+
+    def loss_at(bin_: int) -> float:
+        logits = torch.zeros(1, 1, v)
+        logits[0, 0, off + bin_] = 12.0
+        return float(model.answer_loss(logits, labels))
+
+    assert loss_at(50) < loss_at(51) < loss_at(60)
+    plain = torch.tensor([[5]])
+    logits = torch.randn(1, 1, v)
+    assert float(model.answer_loss(logits, plain)) == pytest.approx(
+        float(torch.nn.functional.cross_entropy(logits[0], plain[0])), rel=1e-5)
+
+
+def test_examples_from_traces_hold_negative_clicks_iou_and_finish(tmp_path):
+    """The shipped model's data: every kept D_traj step (negative clicks included) with the IoU of the
+    observed mask and the Finish end step; each click's cell lies in the oracle's error region."""
+    from agents.training.tiny_data import TinyDataConfig, build_examples, cell_to_xy
+    from agents.training.traces import TraceConfig, generate_traces
+    from segenv import render as R
+
+    traces = generate_traces(TraceConfig(out=str(tmp_path / "tr"), episodes=24, max_clicks=4, seed=1, progress=False,
+                                         initial_mix=(0.0, 0.5, 0.5), env_kwargs={"image_size": 112}))
+    ds = build_examples(TinyDataConfig(kind="traces", traces=str(traces), progress=False))
+    assert set(ds["kind"]) == {"traces"} and {"click", "finish"} <= set(ds["action"])
+    clicks = ds.filter(lambda r: r["action"] == "click")
+    assert 0 < sum(not p for p in clicks["positive"]) < len(clicks)  # negative AND positive clicks
+    assert all(0.0 <= x <= 1.0 for x in ds["iou"]) and max(ds["iou"]) > 0.5
+    import gymnasium as gym
+
+    env = gym.make("SegAgent-Shapes-v0", split="train", image_size=112)
+    stored = load_traces_rows(traces)
+    for row in clicks.select(range(min(10, len(clicks)))):
+        gt = R.resize_mask(env.unwrapped.dataset[row["sample_index"]].mask, 112)
+        mask = stored[row["sample_index"]][row["step"]]
+        x, y = cell_to_xy(row["cell"], 14)
+        r, c = int(y * 112), int(x * 112)
+        region = (gt & ~mask) if row["positive"] else (~gt & mask)
+        assert region[r, c] or not region[(np.arange(14) * 8 + 4)][:, (np.arange(14) * 8 + 4)].any()
+    env.close()
+    with pytest.raises(ValueError, match="needs --traces"):
+        TinyDataConfig(kind="traces")
+
+
+def load_traces_rows(path) -> dict:
+    from agents.training.trace_sft import load_traces
+
+    return {r["sample_index"]: [np.asarray(m).astype(bool) for m in r["masks"]] for r in load_traces(path)}

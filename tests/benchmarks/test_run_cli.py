@@ -68,3 +68,46 @@ def test_second_run_on_the_same_out_is_refused(tmp_path):
             main(args)
     assert out.with_suffix(".episodes.jsonl").read_text() == before
     main(args)  # the lock is released with its holder
+
+
+def test_resume_with_other_arguments_is_refused(tmp_path):
+    """--resume continues only the run it was made for (issue #19: resume checks its arguments)."""
+    out = tmp_path / "o.json"
+    args = ["--agent", "oracle", "--image-size", "64", "--out", str(out), "--no-progress", "--episodes", "2"]
+    main(args + ["--max-clicks", "2"])
+    before = out.with_suffix(".episodes.jsonl").read_text()
+    with pytest.raises(ValueError, match=r"--max-clicks was 2, now 3"):
+        main(args + ["--max-clicks", "3", "--resume"])
+    with pytest.raises(ValueError, match=r"--seed was 0, now 1"):
+        main(args + ["--max-clicks", "2", "--seed", "1", "--resume"])
+    assert out.with_suffix(".episodes.jsonl").read_text() == before
+    main(args + ["--max-clicks", "2", "--episodes", "3", "--resume"])  # more episodes: fine
+
+
+def test_resume_after_a_skipped_sample_runs_each_episode_once(tmp_path, real_data_root):
+    """A skipped sample is remembered: resume neither reruns nor drops the episodes after it."""
+    import shutil
+
+    root = tmp_path / "data"
+    shutil.copytree(real_data_root / "DAVIS", root / "DAVIS")
+    images = sorted((root / "DAVIS" / "img").iterdir())
+    images[0].write_bytes(b"not a jpeg")
+    base = ["--agent", "oracle", "--env", "SegAgent-DAVIS-v0", "--data-root", str(root), "--max-clicks", "2",
+            "--image-size", "32", "--no-progress"]
+    out = tmp_path / "d.json"
+    main(base + ["--out", str(out), "--episodes", "2"])  # episode 0 skipped, episode 1 run
+    s = main(base + ["--out", str(out), "--episodes", "0", "--resume"])
+    fresh = main(base + ["--out", str(tmp_path / "fresh.json"), "--episodes", "0"])
+    lines = [json.loads(x) for x in out.with_suffix(".episodes.jsonl").read_text().splitlines()]
+    assert sorted(d["episode"] for d in lines) == list(range(len(images)))  # each once
+    assert s["episodes"] == fresh["episodes"] == len(images) - 1 and len(s["skipped_episodes"]) == 1
+    assert s["miou_per_click"] == fresh["miou_per_click"]
+
+
+def test_score_rule_and_limit(tmp_path):
+    out = tmp_path / "o.json"
+    s = main(["--agent", "oracle", "--episodes", "0", "--limit", "3", "--max-clicks", "2", "--image-size", "64",
+              "--score", "best_so_far", "--out", str(out), "--no-progress"])
+    assert s["episodes"] == 3 and s["limit"] == 3 and s["score_rule"] == "best_so_far"
+    assert s["miou"] == s["miou_by_rule"]["best_so_far"] >= s["miou_by_rule"]["final"]
+    assert "best_predicted" not in s["miou_by_rule"]  # the oracle states no IoU

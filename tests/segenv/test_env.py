@@ -229,9 +229,18 @@ def test_run_vector_matches_single_env_oracle():
     single = small("SegAgent-Shapes-v0", max_clicks=2)
     from segenv.rollout import run_episode
 
+    refs = []
     for t in trajs:
         ref = run_episode(OracleAgent(), single, index=t.sample_index)
         assert t.ious == ref.ious and t.stopped == ref.stopped
+        assert (t.intersection, t.union) == (ref.intersection, ref.union)
+        assert [(s.intersection, s.union) for s in t.steps] == [(s.intersection, s.union) for s in ref.steps]
+        refs.append(ref)
+    # the same summary, cIoU included (a vector run records intersection and union too: issue #19)
+    from segenv.rollout import summarize
+
+    a, b = summarize(trajs, 2), summarize(refs, 2)
+    assert trajs[0].union > 0 and a["ciou"] == b["ciou"] and a["miou_by_rule"] == b["miou_by_rule"]
 
 
 def test_segmenter_receives_integer_pixel_indices():
