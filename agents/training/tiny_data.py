@@ -64,6 +64,7 @@ class TinyDataConfig:
         out: folder the dataset is saved to (``save_to_disk``); empty: not saved.
         kind: ``"first"``, ``"later"`` or ``"traces"`` (module docstring).
         traces: the ``segagent traces`` folder of the ``"traces"`` kind (its env and split are used).
+        partial: the ``"traces"`` kind may read an unfinished traces folder (its finished chunks).
         finish_keep: share of end steps kept by the ``"traces"`` kind (class balance).
         env_id, split: the env and dataset split the items come from.
         start, stop: item indices ``start .. stop - 1`` (clipped to the split's length).
@@ -91,6 +92,7 @@ class TinyDataConfig:
     initial_states: list[str] = field(default_factory=lambda: ["empty", "empty", "box", "points"])
     later_labels: str = "oracle"
     traces: str = ""
+    partial: bool = False
     finish_keep: float = 1.0
     seed: int = 0
     progress: bool = True
@@ -263,7 +265,7 @@ def trace_examples(config: TinyDataConfig) -> list[dict]:
     from .traces import TraceConfig
     from .traces import _make_env as make_trace_env
 
-    traces = load_traces(config.traces)
+    traces = load_traces(config.traces, partial=config.partial)
     made = trace_config_of(traces)
     env = make_trace_env(TraceConfig(out="", env_id=made["env_id"], split=made["split"], env_kwargs=made["env_kwargs"],
                                      shard=0, num_shards=1), "empty")

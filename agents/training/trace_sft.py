@@ -18,6 +18,7 @@ dataset, as the traces' recorded config (``info.description``) names it.
 
 from __future__ import annotations
 
+import logging
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -25,22 +26,29 @@ from typing import Any, Callable, Optional
 import numpy as np
 import numpy.typing as npt
 
-from .trace_store import all_shards_done, is_merged, merge, read_metadata, trace_config_of
+from .trace_store import all_shards_done, is_merged, load_finished_chunks, merge, read_metadata, trace_config_of
+
+log = logging.getLogger(__name__)
 
 #: the SFT targets' format when none is given: decimals, (x, y), SegAgent's ``Current IOU`` line first
 DEFAULT_SFT_FORMAT = {"iou_line": True}
 
 
-def load_traces(path: "str | Path") -> Any:
+def load_traces(path: "str | Path", partial: bool = False) -> Any:
     """The traces at ``path`` (an ``out`` folder of ``segagent traces``) as a ``datasets.Dataset``.
 
     Merges first when every shard is done but the merge has not run (``merge=False``); a folder
-    with unfinished shards is an error that says which.
+    with unfinished shards is an error that says which, unless ``partial``: then the chunks
+    finished so far are used (logged), and the folder is left as it is.
     """
     from datasets import load_from_disk
 
     path = Path(path)
     if not is_merged(path):
+        if not all_shards_done(path) and partial:
+            ds = load_finished_chunks(path)
+            log.warning("%s is not finished: using the %d traces of its finished chunks", path, len(ds))
+            return ds
         if not all_shards_done(path):
             n = int(read_metadata(path)["config"]["num_shards"])
             raise ValueError(f"{path} is not finished ({n} shards, not all done): run the missing shards, then load")

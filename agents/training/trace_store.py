@@ -176,6 +176,23 @@ def merge(out: "str | Path") -> Path:
     return out
 
 
+def load_finished_chunks(out: "str | Path") -> Any:
+    """The traces of every chunk finished so far in an UNFINISHED folder, sorted by sample index (a
+    run still going or killed: what it has written is usable at once). The dataset records the
+    identity like a merged one (``trace_config_of``); it covers only the finished samples."""
+    from datasets import Dataset, concatenate_datasets, load_from_disk
+
+    out = Path(out)
+    meta = read_metadata(out)
+    with quiet_datasets():
+        chunks = [load_from_disk(str(d / "traces")) for d in _chunk_dirs(out, int(meta["config"]["num_shards"]))]
+        ds = concatenate_datasets(chunks) if chunks else Dataset.from_dict({}, features=trace_features())
+        if len(ds):
+            ds = ds.sort("sample_index")
+    ds.info.description = json.dumps({"segagent_traces": meta["config"]})
+    return ds
+
+
 def trace_config_of(traces: Any) -> dict:
     """The TraceConfig identity a merged traces dataset records in ``info.description``."""
     try:
@@ -189,6 +206,7 @@ __all__ = [
     "all_shards_done",
     "check_metadata",
     "is_merged",
+    "load_finished_chunks",
     "merge",
     "read_metadata",
     "shard_dir",

@@ -145,6 +145,11 @@ def test_two_shards_merged_equal_one_process(reference, tmp_path):
     assert not (out / "state.json").exists()
     with pytest.raises(ValueError, match="not finished"):
         load_traces(out)
+    # partial=True: the finished chunks (shard 1: odd indices), rows as the one-process run has them
+    part = load_traces(out, partial=True)
+    ref = load_from_disk(str(reference))
+    assert part["sample_index"] == [i for i in ref["sample_index"] if i % 2 == 1]
+    assert part.select_columns(["x", "kind"]).to_dict() == ref.filter(lambda r: r["sample_index"] % 2 == 1).select_columns(["x", "kind"]).to_dict()
     assert generate_traces(base_config(out, shard=0, num_shards=2)) == out
     assert table(out) == table(reference)
     assert merge(out) == out  # merging again is harmless

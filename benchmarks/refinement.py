@@ -1,0 +1,214 @@
+"""Does a policy refine? Gains from given masks, corrective negative clicks and the stated IoU, beside the oracle.
+
+    python benchmarks/refinement.py --out results/refinement.json              # 100 test items per cell
+    python benchmarks/refinement.py --quick --out results/refinement_quick.json
+
+For every env x initial state (``empty``, ``box``, ``points``: paper B.1) x agent (default: the
+oracle and the shipped MLLM) the same items run through the rollout harness
+(:func:`segenv.rollout.run_episode`, the env's default segmenter) for ``--max-clicks`` steps.
+Reported per cell (JSON ``--out``, a curve plot beside it):
+
+* ``miou_per_click``, ``initial_miou`` and ``gain`` (mIoU after the last click minus the initial
+  mIoU); for a non-oracle agent ``gain_ratio`` = its gain over the oracle's from the same state
+  and ``final_ratio`` = its final mIoU over the oracle's;
+* ``negative_share``: negative clicks over clicks; ``negative_in_fp``: the share of its negative
+  clicks whose pixel lies in the false-positive region of the mask it was looking at (predicted
+  but not ground truth, at observation resolution); ``positive_in_fn`` likewise for positive
+  clicks and the false-negative region; ``sign_agreement``: the share of clicks whose sign is the
+  one the RITM oracle (:func:`segenv.clicker.next_click`) would choose on that mask;
+* ``invalid_step_rate`` and ``finish_rate``;
+* when the agent states ``Current IOU`` (:func:`agents.prm.stated_ious`): ``iou_mae`` (percent) and
+  ``iou_pearson`` against the true IoU of the mask it saw.
+
+The oracle clicks pixels (RITM's clicker), so it is the reference gain, not an upper bound of
+every measure.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+if __package__ in (None, ""):  # `python benchmarks/refinement.py` from a checkout
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+
+from agents.cliargs import arg, parse_dataclass  # noqa: E402
+
+STATES = ("empty", "box", "points")
+QUICK = {"episodes": 6}
+
+
+@dataclass(kw_only=True)
+class RefinementArgs:
+    """Gains from given masks, corrective negative clicks and the stated IoU, beside the oracle."""
+
+    envs: list[str] = arg(["SegAgent-Shapes-v0", "SegAgent-ThinShapes-v0"], "env ids (each with its default segmenter)")
+    states: list[str] = arg(list(STATES), "initial states (empty, box, points)")
+    agents: list[str] = arg(["oracle", "mllm"], "agents; the first is the reference")
+    model: Optional[str] = arg(None, "mllm: a local checkpoint folder (default: the shipped tiny model)")
+    split: str = arg("test", "dataset split")
+    episodes: int = arg(100, "items per cell (the first N of the split)")
+    max_clicks: int = arg(5, "clicks per episode")
+    image_size: int = arg(224, "observation size S")
+    seed: int = arg(0, "episode k resets with seed + k")
+    quick: bool = arg(False, "6 items per cell (a smoke run)")
+    out: str = arg("results/refinement.json", "summary JSON (curve plot beside it, .png)")
+    progress: bool = arg(True, "no progress bars")
+
+    def __post_init__(self) -> None:
+        bad = [s for s in self.states if s not in STATES]
+        if bad:
+            raise ValueError(f"unknown initial states {bad}; use {STATES}")
+        if self.episodes < 1 or self.max_clicks < 1:
+            raise ValueError("--episodes and --max-clicks must be >= 1")
+
+
+class ClickAudit:
+    """``on_step`` hook of the harness: where each click landed relative to the mask it corrected."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict] = []
+
+    def __call__(self, obs_before: dict, record: Any, info_after: dict) -> None:
+        from segenv import render as R
+        from segenv.clicker import next_click
+
+        if record.action is None or int(record.action[0]) not in (0, 1):
+            return
+        mask = np.asarray(obs_before["mask"], bool)
+        size = mask.shape[0]
+        gt = R.resize_mask(np.asarray(info_after["gt_mask"], bool), size)
+        positive = int(record.action[0]) == 1
+        r = min(int(record.action[2] * size), size - 1)
+        c = min(int(record.action[1] * size), size - 1)
+        oracle = next_click(gt, mask)
+        self.rows.append({
+            "positive": positive,
+            "in_region": bool((gt & ~mask)[r, c] if positive else (~gt & mask)[r, c]),
+            "oracle_sign": None if oracle is None else bool(oracle.positive),
+        })
+
+    def summary(self) -> dict:
+        neg = [r for r in self.rows if not r["positive"]]
+        pos = [r for r in self.rows if r["positive"]]
+        judged = [r for r in self.rows if r["oracle_sign"] is not None]
+
+        def mean(values: list) -> Optional[float]:
+            return round(float(np.mean(values)), 4) if values else None
+
+        return {
+            "clicks": len(self.rows),
+            "negative_share": mean([not r["positive"] for r in self.rows]),
+            "negative_in_fp": mean([r["in_region"] for r in neg]),
+            "positive_in_fn": mean([r["in_region"] for r in pos]),
+            "sign_agreement": mean([r["positive"] == r["oracle_sign"] for r in judged]),
+        }
+
+
+def run_cell(agent: Any, env_id: str, state: str, args: RefinementArgs) -> dict:
+    import gymnasium as gym
+
+    import segenv  # noqa: F401  (registers the env ids)
+    from agents.prm import stated_ious
+    from segenv.rollout import run_episode, summarize
+
+    env = gym.make(env_id, split=args.split, max_clicks=args.max_clicks, image_size=args.image_size,
+                   initial_state=state)
+    audit = ClickAudit()
+    trajs = []
+    try:
+        for k in range(args.episodes):
+            trajs.append(run_episode(agent, env, seed=args.seed + k, index=k, on_step=audit))
+    finally:
+        env.close()
+    s = summarize(trajs, args.max_clicks)
+    curve = [round(float(v), 4) for v in s["miou_per_click"]]
+    initial = round(float(np.mean([t.initial_iou for t in trajs])), 4)
+    cell = {"miou_per_click": curve, "initial_miou": initial, "gain": round(curve[-1] - initial, 4),
+            "invalid_step_rate": round(s["invalid_step_rate"], 4), "finish_rate": round(s["finish_rate"], 4),
+            **audit.summary()}
+    pred, true = stated_ious(trajs, getattr(agent, "action_format", None))
+    if len(pred):
+        cell["iou_stated_steps"] = int(len(pred))
+        cell["iou_mae"] = round(float(np.mean(np.abs(pred - true)) * 100), 2)
+        if len(pred) > 1 and np.std(pred) > 0 and np.std(true) > 0:
+            cell["iou_pearson"] = round(float(np.corrcoef(pred, true)[0, 1]), 4)
+    return cell
+
+
+def plot(result: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    envs, states = result["args"]["envs"], result["args"]["states"]
+    fig, axes = plt.subplots(len(envs), len(states), figsize=(3.6 * len(states), 3 * len(envs)), squeeze=False)
+    for i, env_id in enumerate(envs):
+        for j, state in enumerate(states):
+            ax = axes[i][j]
+            for name, cells in result["cells"].items():
+                cell = cells[env_id][state]
+                ys = [cell["initial_miou"], *cell["miou_per_click"]]
+                ax.plot(range(len(ys)), ys, "o-", ms=3, label=name)
+            ax.set(title=f"{env_id.split('-')[1]} from '{state}'", xlabel="click", ylim=(0, 1))
+            ax.grid(alpha=0.3)
+            if i == j == 0:
+                ax.set_ylabel("mIoU")
+                ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def main(argv: Optional[list[str]] = None) -> dict:
+    from tqdm.auto import tqdm
+
+    from agents.registry import make_agent
+
+    args = parse_dataclass(RefinementArgs, argv)
+    if args.quick:
+        args = RefinementArgs(**{**asdict(args), **QUICK})
+    logging.basicConfig(level=logging.WARNING)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    cells: dict[str, dict] = {}
+    jobs = [(a, e, s) for a in args.agents for e in args.envs for s in args.states]
+    built: dict[str, Any] = {}
+    for name, env_id, state in tqdm(jobs, desc="cells", disable=not args.progress):
+        if name not in built:
+            built[name] = make_agent(name, seed=args.seed, model=args.model)
+        cells.setdefault(name, {}).setdefault(env_id, {})[state] = run_cell(built[name], env_id, state, args)
+    ref = args.agents[0]
+    for name in args.agents[1:]:
+        for env_id in args.envs:
+            for state in args.states:
+                mine, theirs = cells[name][env_id][state], cells[ref][env_id][state]
+                mine["gain_ratio"] = round(mine["gain"] / theirs["gain"], 4) if theirs["gain"] > 0 else None
+                final = theirs["miou_per_click"][-1]
+                mine["final_ratio"] = round(mine["miou_per_click"][-1] / final, 4) if final > 0 else None
+    result = {"args": asdict(args), "reference": ref, "cells": cells, "wall_seconds": round(time.time() - t0, 1)}
+    out.write_text(json.dumps(result, indent=1))
+    plot(result, out.with_suffix(".png"))
+    for name in args.agents:
+        for env_id in args.envs:
+            for state in args.states:
+                c = cells[name][env_id][state]
+                extra = "".join(f" {k} {c[k]}" for k in ("gain_ratio", "final_ratio", "iou_mae") if c.get(k) is not None)
+                print(f"{name:8s} {env_id:26s} {state:6s} init {c['initial_miou']:.3f} -> "
+                      f"{' '.join(f'{v:.3f}' for v in c['miou_per_click'])} | neg {c['negative_share']} "
+                      f"in-FP {c['negative_in_fp']}{extra}")
+    print(f"wrote {out} and {out.with_suffix('.png')}")
+    return result
+
+
+if __name__ == "__main__":
+    main()
