@@ -55,6 +55,9 @@ class TinyTrainConfig:
         minutes: training-time budget (evaluations excluded); ``max_steps`` sets the schedule.
         max_steps, batch_size, lr, min_lr_frac, warmup_steps, weight_decay: the optimisation.
         first_frac: share of first-click examples in the mix.
+        data, mix: instead of ``first_data`` / ``later_data``: any number of example folders and
+            the share of each in the mix (``datasets.interleave_datasets`` probabilities; equal
+            shares when ``mix`` is empty). A small set with a large share is oversampled.
         flip_aug: mirror images (and their cells and left/right, top/bottom words) at random.
         eval_every_min, eval_episodes, eval_split, eval_env, eval_initial_states, max_clicks,
             obs_size: harness evaluation from each initial state (``eval_episodes=0``: none; the
@@ -80,6 +83,8 @@ class TinyTrainConfig:
     warmup_steps: int = 20
     weight_decay: float = 0.01
     first_frac: float = 0.6
+    data: list[str] = field(default_factory=list)
+    mix: list[float] = field(default_factory=list)
     flip_aug: bool = True
     eval_every_min: float = 8.0
     eval_episodes: int = 30
@@ -111,6 +116,17 @@ class TinyTrainConfig:
             raise ValueError("max_steps and batch_size must be >= 1 and minutes > 0")
         if not 0.0 < self.first_frac <= 1.0:
             raise ValueError(f"first_frac must be in (0, 1], got {self.first_frac}")
+        if self.mix and (len(self.mix) != len(self.data) or min(self.mix) < 0 or sum(self.mix) <= 0):
+            raise ValueError(f"mix needs one non-negative share per data folder ({len(self.data)}), got {self.mix}")
+
+    def sources(self) -> tuple[list[str], list[float]]:
+        """The example folders and their shares in the mix."""
+        if self.data:
+            shares = self.mix or [1.0] * len(self.data)
+            return list(self.data), [w / sum(shares) for w in shares]
+        if self.later_data and self.first_frac < 1.0:
+            return [self.first_data, self.later_data], [self.first_frac, 1.0 - self.first_frac]
+        return [self.first_data], [1.0]
 
     def model_kwargs(self) -> dict:
         keys = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "pointer_dim",
@@ -367,18 +383,18 @@ def train(config: TinyTrainConfig) -> dict:
     model, processor = build_tiny_vlm(None, seed=config.seed, **config.model_kwargs())
     warm = warm_start(model, config.init_from) if config.init_from else None
     model.float().train()
-    parts = [load_from_disk(config.first_data)]
-    if config.later_data:
-        parts.append(load_from_disk(config.later_data))
-    if len(parts) == 2 and len(parts[1]) and config.first_frac < 1.0:
-        mixed = interleave_datasets(parts, probabilities=[config.first_frac, 1.0 - config.first_frac], seed=config.seed,
-                                    stopping_strategy="all_exhausted")
+    folders, shares = config.sources()
+    parts = [load_from_disk(f) for f in folders]
+    keep = [k for k, p in enumerate(parts) if len(p) and shares[k] > 0]
+    parts, shares = [parts[k] for k in keep], [shares[k] / sum(shares[k] for k in keep) for k in keep]
+    if len(parts) > 1:
+        mixed = interleave_datasets(parts, probabilities=shares, seed=config.seed, stopping_strategy="all_exhausted")
     else:
         mixed = parts[0]
     history: dict = {"config": asdict(config), "train": [], "eval": [], "data": {"examples": [len(p) for p in parts]},
                      "warm_start": warm}
     args = build_sft_config(SFTRunConfig(
-        model_path=config.init_from, data=config.first_data, output_dir=config.out, max_steps=config.max_steps,
+        model_path=config.init_from, data=folders[0], output_dir=config.out, max_steps=config.max_steps,
         learning_rate=config.lr, lr_scheduler_type="cosine_with_min_lr", warmup_steps=config.warmup_steps,
         weight_decay=config.weight_decay, per_device_train_batch_size=config.batch_size,
         logging_steps=config.log_every, seed=config.seed,

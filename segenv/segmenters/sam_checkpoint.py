@@ -97,7 +97,14 @@ def load_sam_state_dict(path: str) -> dict:
         try:
             sd = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # noqa: BLE001 - any unpickling failure: say what was expected
-            raise ValueError(f"sam: could not read {path} as a torch state dict ({type(exc).__name__}: {exc})") from exc
+            first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+            raise ValueError(
+                f"sam: could not read {path} as a segment-anything checkpoint: torch.load(weights_only=True) "
+                f"failed ({type(exc).__name__}: {first}). Expected a state dict of tensors as Meta releases it "
+                "(sam_vit_b_01ec64.pth, sam_vit_l_0b3195.pth, sam_vit_h_4b8939.pth). A file that needs full "
+                "unpickling (a pickled module or object) is refused because loading it could run code: re-save "
+                "its state_dict() with torch.save, or download the official checkpoint again if the file is damaged"
+            ) from None
     if isinstance(sd, dict):
         for wrap in ("model", "state_dict"):
             inner = sd.get(wrap)
@@ -239,11 +246,34 @@ def load_sam_model(checkpoint: str, model_type: str = "auto"):
     try:
         arch = infer_sam_arch(sd)
     except (KeyError, IndexError, AttributeError) as exc:
-        raise ValueError(f"sam: {checkpoint} is an incomplete segment-anything state dict (missing {exc})") from exc
+        raise ValueError(
+            f"sam: {checkpoint} is an incomplete segment-anything state dict (missing {exc}); "
+            "pass a complete segment-anything checkpoint (image_encoder.*, prompt_encoder.*, mask_decoder.*)"
+        ) from None
     sam = build_sam_from_arch(arch)
-    try:
-        sam.load_state_dict(sd, strict=True)
-    except RuntimeError as exc:
-        raise ValueError(f"sam: the state dict in {checkpoint} does not fit the architecture read from it: {exc}") from exc
+    problems = state_dict_mismatch(sam.state_dict(), sd)
+    if problems:
+        kind = arch.get("looks_like") or f"a SAM with embed dim {arch['embed_dim']}"
+        raise ValueError(
+            f"sam: the state dict in {checkpoint} does not fit {kind} as read from its image encoder: "
+            f"{problems}. The file is damaged or was edited: download the official checkpoint again "
+            "(or pass the one that matches, e.g. sam:/path/sam_vit_b_01ec64.pth)"
+        )
+    sam.load_state_dict(sd, strict=True)
     return sam
+
+
+def state_dict_mismatch(expected: dict, given: dict, show: int = 4) -> str:
+    """What keeps ``given`` from loading into a model whose state dict is ``expected``: missing,
+    unexpected and mis-shaped keys (the first ``show`` of each), or ``""`` when it fits."""
+    missing = [k for k in expected if k not in given]
+    unexpected = [k for k in given if k not in expected]
+    shapes = [f"{k} {tuple(given[k].shape)} (expected {tuple(expected[k].shape)})" for k in expected
+              if k in given and hasattr(given[k], "shape") and tuple(given[k].shape) != tuple(expected[k].shape)]
+    parts = []
+    for label, items in (("missing keys", missing), ("unexpected keys", unexpected), ("mis-shaped", shapes)):
+        if items:
+            more = f" and {len(items) - show} more" if len(items) > show else ""
+            parts.append(f"{len(items)} {label}: {', '.join(items[:show])}{more}")
+    return "; ".join(parts)
 

@@ -299,3 +299,30 @@ def test_env_with_backend_check_env_and_oracle(saved, kind):
     assert seg.encoder_calls - enc0 == 2
     assert seg.decoder_calls - dec0 == steps >= 2
     assert all(0.0 <= t.final_iou <= 1.0 for t in trajs)
+
+
+def test_sam_damaged_checkpoints_say_which_file_and_what_to_do(saved, tmp_path):
+    """Issue #17 item 4: random bytes, a pickled module, a missing and a mis-shaped decoder key."""
+    noise = tmp_path / "noise.pth"
+    noise.write_bytes(np.random.default_rng(0).bytes(4096))
+    with pytest.raises(ValueError) as e:
+        make_segmenter(f"sam:{noise}")
+    msg = str(e.value)
+    assert str(noise) in msg and "sam_vit_b_01ec64.pth" in msg and "download" in msg and "\n" not in msg
+    pickled = tmp_path / "module.pth"
+    torch.save(torch.nn.Linear(2, 2), pickled)  # a whole module: needs full unpickling
+    with pytest.raises(ValueError) as e:
+        make_segmenter(f"sam:{pickled}")
+    assert str(pickled) in str(e.value) and "state_dict()" in str(e.value) and "run code" in str(e.value)
+    sd = torch.load(saved["sam"], map_location="cpu", weights_only=True)
+    key = "mask_decoder.output_upscaling.0.weight"
+    no_key = tmp_path / "missing_key.pth"
+    torch.save({k: v for k, v in sd.items() if k != key}, no_key)
+    with pytest.raises(ValueError) as e:
+        make_segmenter(f"sam:{no_key}")
+    assert str(no_key) in str(e.value) and f"1 missing keys: {key}" in str(e.value)
+    bad_shape = tmp_path / "bad_shape.pth"
+    torch.save({**sd, key: sd[key][:, :1]}, bad_shape)
+    with pytest.raises(ValueError) as e:
+        make_segmenter(f"sam:{bad_shape}")
+    assert f"1 mis-shaped: {key}" in str(e.value) and "expected" in str(e.value)
