@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
+import re
 import sys
 import types
 from functools import partial
@@ -97,7 +98,8 @@ def load_sam_state_dict(path: str) -> dict:
         try:
             sd = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # noqa: BLE001 - any unpickling failure: say what was expected
-            first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+            text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip()  # torch bolds parts of its message
+            first = text.splitlines()[0][:200] if text else ""
             raise ValueError(
                 f"sam: could not read {path} as a segment-anything checkpoint: torch.load(weights_only=True) "
                 f"failed ({type(exc).__name__}: {first}). Expected a state dict of tensors as Meta releases it "
