@@ -180,7 +180,10 @@ class _TraceRecorder:
         self.steps, self.done, self.last_action = [], False, None
         self.best = float(info["iou"])
         self.image = np.asarray(obs["image"]).copy()
-        self.reached = self.done = self.best >= self.target
+        # an empty target scores IoU 1 on an empty mask, but the annotator's answer there is
+        # "No Object Found", not Finish: the oracle decides (it says NoObject)
+        empty_target = "gt_mask" in info and not np.asarray(info["gt_mask"]).any()
+        self.reached = self.done = self.best >= self.target and not empty_target
         self.oracle.reset(obs, info)
 
     def _end_step(self, obs: dict, kind: str) -> None:

@@ -247,3 +247,24 @@ def test_training_overlay_matches_what_the_env_shows(reference):
     np.testing.assert_array_equal(np.asarray(row["masks"][0]), obs["mask"] > 0)  # step 0: the env's initial mask
     first_step_of_k = sum(len(x) for x in traces["x"][:k])
     np.testing.assert_array_equal(np.asarray(ds[first_step_of_k]["images"][0]), obs["overlay"])
+
+
+def test_no_target_items_end_with_no_object_from_every_initial_state(tmp_path):
+    """An empty target on an empty mask has IoU 1, but the annotator's answer is "No Object Found"
+    (not Finish): every no-target trace is one no_object step, whatever its initial state."""
+    out = generate_traces(TraceConfig(out=str(tmp_path / "nt"), env_id="SegAgent-ShapesNoTarget-v0", episodes=40,
+                                      max_clicks=3, env_kwargs={"image_size": 64}, progress=False))
+    ds = load_from_disk(str(out))
+    import gymnasium as gym
+
+    import segenv  # noqa: F401
+
+    data = gym.make("SegAgent-ShapesNoTarget-v0", split="train").unwrapped.dataset
+    empty = {i for i in range(40) if not data[i].mask.any()}
+    assert empty, "the fixture needs some no-target items"
+    rows = {r["sample_index"]: r for r in ds}
+    assert empty <= set(rows)
+    for i in empty:
+        assert rows[i]["kind"] == ["no_object"], (i, rows[i]["initial_state"], rows[i]["kind"])
+    assert {rows[i]["initial_state"] for i in empty} >= {"empty"}
+    assert all("no_object" not in rows[i]["kind"] for i in set(rows) - empty)
