@@ -54,6 +54,7 @@ class EvalArgs:
     out: Optional[str] = arg(None, "summary JSON path (default: results/<agent>-<env>.json)")
     model: Optional[str] = arg(None, "mllm: a local checkpoint folder (default: the shipped tiny model)")
     temperature: float = arg(0.0, "mllm: sampling temperature, 0 = greedy")
+    end_actions: bool = arg(True, "mllm: no Finish / No Object Found answers (banned in decoding): a fixed click budget")
     initial_state: Literal["empty", "box", "points"] = arg("empty", "the initial mask (paper B.1)")
     image_size: Optional[int] = arg(None, "observation size S (default: the env's, 512)")
     target_iou: Optional[float] = arg(None, "end an episode once IoU reaches this (default: never)")
@@ -103,7 +104,8 @@ def make_env(args: EvalArgs, render: bool = False) -> gym.Env:
 
 
 # the arguments that decide what a run's episodes are: --resume refuses a run whose values differ
-RUN_IDENTITY = ("agent", "env", "split", "seed", "max_clicks", "segmenter", "model", "temperature", "initial_state",
+RUN_IDENTITY = ("agent", "env", "split", "seed", "max_clicks", "segmenter", "model", "temperature", "end_actions",
+                "initial_state",
                 "image_size", "target_iou", "data_root", "score", "limit")
 
 
@@ -214,7 +216,8 @@ def _evaluate_locked(args: EvalArgs, out: Path) -> dict:
     episodes_path = out.with_suffix(".episodes.jsonl")
     env = make_env(args, render=args.sheet > 0)
     base = env.unwrapped
-    agent = make_agent(args.agent, seed=args.seed, model=args.model, temperature=args.temperature)
+    agent = make_agent(args.agent, seed=args.seed, model=args.model, temperature=args.temperature,
+                       allow_end=args.end_actions)
 
     run_path = out.with_suffix(".run.json")
     if args.resume:

@@ -54,8 +54,9 @@ def _scripted(seed: int = 0, **_: Any):
 
 
 @register_agent("mllm")
-def _mllm(model: "str | None" = None, temperature: float = 0.0, **_: Any):
+def _mllm(model: "str | None" = None, temperature: float = 0.0, allow_end: bool = True, **_: Any):
     from .mllm.policy import MLLMPolicy, MLLMPolicyConfig
 
     path = str(model or DEFAULT_TINY_CHECKPOINT)
-    return MLLMPolicy(MLLMPolicyConfig(model_path=path, do_sample=temperature > 0, temperature=temperature or 1.0))
+    return MLLMPolicy(MLLMPolicyConfig(model_path=path, do_sample=temperature > 0, temperature=temperature or 1.0,
+                                       allow_end=allow_end))

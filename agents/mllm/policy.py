@@ -113,6 +113,9 @@ class MLLMPolicyConfig:
         dtype: ``"auto"`` (bf16 on CUDA, fp32 on CPU), ``"float32"``, ``"bfloat16"``, ``"float16"``.
         overlay_color: the colour word used in the prompt (match the env's ``overlay_color``).
         max_propose_rounds: extra ``generate`` calls :meth:`MLLMPolicy.propose` may make to top up.
+        allow_end: the model may answer ``Finish`` / ``No Object Found``. False bans those
+            answers in decoding (``bad_words_ids``: the model clicks every step of its budget), to
+            compare learned stopping with a fixed budget.
     """
 
     model_path: str
@@ -125,6 +128,7 @@ class MLLMPolicyConfig:
     dtype: str = "auto"
     overlay_color: str = "green"
     max_propose_rounds: int = 3
+    allow_end: bool = True
 
     def __post_init__(self) -> None:
         if self.prompt_style is not None and self.prompt_style not in PROMPT_STYLES:
@@ -164,6 +168,7 @@ class MLLMPolicy:
         self._pad_id = self.tokenizer.pad_token_id
         if self._pad_id is None:
             self._pad_id = next(iter(self._eos_ids), None)
+        self._banned = None if config.allow_end else self._end_answer_ids()
         self.last_output: Optional[str] = None
         self.last_parsed: Optional[ParsedAction] = None
         self.last_iou: Optional[float] = None
@@ -253,6 +258,8 @@ class MLLMPolicy:
             "num_return_sequences": n,
             "pad_token_id": self._pad_id,
         }
+        if self._banned:
+            kwargs["bad_words_ids"] = self._banned
         if do_sample:
             kwargs["temperature"] = self.config.temperature
         else:  # silence sampling defaults a checkpoint's generation_config may carry
@@ -272,6 +279,20 @@ class MLLMPolicy:
                 break
         ids = [t for t in ids if t != self._pad_id]
         return self.tokenizer.decode(ids, skip_special_tokens=False).strip()
+
+    def _end_answer_ids(self) -> list[list[int]]:
+        """Token sequences of the end answers (``Finish``, ``No Object Found``, with and without a
+        leading space), for ``generate(bad_words_ids=...)``."""
+        from .prompt import FINISH_TEXT, NO_OBJECT_TEXT
+
+        seqs: list[list[int]] = []
+        for text in (FINISH_TEXT, NO_OBJECT_TEXT):
+            for variant in (text, " " + text):
+                ids = [int(t) for t in self.tokenizer(variant, add_special_tokens=False)["input_ids"]]
+                unk = getattr(self.tokenizer, "unk_token_id", None)
+                if ids and unk not in ids and ids not in seqs:
+                    seqs.append(ids)
+        return seqs
 
     def _collect_eos_ids(self) -> set[int]:
         ids: set[int] = set()

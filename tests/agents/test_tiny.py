@@ -281,3 +281,28 @@ def load_traces_rows(path) -> dict:
     from agents.training.trace_sft import load_traces
 
     return {r["sample_index"]: [np.asarray(m).astype(bool) for m in r["masks"]] for r in load_traces(path)}
+
+
+def test_allow_end_false_bans_finish_and_no_object(saved):
+    """MLLMPolicyConfig(allow_end=False): a model that wants to answer Finish clicks instead."""
+    from agents.mllm.policy import MLLMPolicy, MLLMPolicyConfig
+    from segenv.actions import Finish
+
+    processor = AutoProcessor.from_pretrained(saved)
+    model = AutoModelForImageTextToText.from_pretrained(saved)
+    finish = processor.tokenizer.convert_tokens_to_ids("Finish")
+    forward = model.forward
+
+    def eager_to_finish(*args, **kwargs):
+        out = forward(*args, **kwargs)
+        out.logits[..., finish] += 1e4
+        return out
+
+    model.forward = eager_to_finish
+    obs = {"overlay": np.zeros((64, 64, 3), np.uint8), "text": "the red circle"}
+    free = MLLMPolicy(MLLMPolicyConfig(model_path=saved), model=model, processor=processor)
+    assert isinstance(free.act(obs, {}), Finish)
+    banned = MLLMPolicy(MLLMPolicyConfig(model_path=saved, allow_end=False), model=model, processor=processor)
+    assert [finish] in banned._banned and [processor.tokenizer.convert_tokens_to_ids("No Object Found")] in banned._banned
+    banned.act(obs, {})
+    assert "Finish" not in banned.last_output and "No Object" not in banned.last_output
