@@ -56,6 +56,9 @@ class EvalArgs:
     temperature: float = arg(0.0, "mllm: sampling temperature, 0 = greedy")
     end_actions: bool = arg(True, "mllm: no Finish / No Object Found answers (banned in decoding): a fixed click budget")
     initial_state: Literal["empty", "box", "points"] = arg("empty", "the initial mask (paper B.1)")
+    box_step: Literal["counted", "free"] = arg(
+        "counted", "with --initial-state box: counted = the box is step 1 of --max-clicks, as SegAgent's released "
+        "loop (default); free = the box is given before the clicks and uses none of them")
     image_size: Optional[int] = arg(None, "observation size S (default: the env's, 512)")
     target_iou: Optional[float] = arg(None, "end an episode once IoU reaches this (default: never)")
     data_root: Optional[str] = arg(None, "dataset root (default: $SEGAGENT_DATA)")
@@ -92,6 +95,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> EvalArgs:
 
 def make_env(args: EvalArgs, render: bool = False) -> gym.Env:
     kwargs: dict = {"max_clicks": args.max_clicks, "initial_state": args.initial_state, "target_iou": args.target_iou}
+    if args.initial_state == "box":
+        kwargs["box_step"] = args.box_step == "counted"
     for key, value in (("split", args.split), ("segmenter", args.segmenter), ("image_size", args.image_size), ("data_root", args.data_root)):
         if value is not None:
             kwargs[key] = value
@@ -105,7 +110,7 @@ def make_env(args: EvalArgs, render: bool = False) -> gym.Env:
 
 # the arguments that decide what a run's episodes are: --resume refuses a run whose values differ
 RUN_IDENTITY = ("agent", "env", "split", "seed", "max_clicks", "segmenter", "model", "temperature", "end_actions",
-                "initial_state",
+                "initial_state", "box_step",
                 "image_size", "target_iou", "data_root", "score", "limit")
 
 

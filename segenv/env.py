@@ -80,6 +80,11 @@ class SegEnv(gym.Env):
     ``"empty"``, ``"box"`` (the segmenter's mask for the ground-truth box; the box then stays
     a prompt) or ``"points"`` (the segmenter's mask for ``initial_points`` random pixels inside
     the ground-truth box, labelled by ground truth; they stay prompts, not counted as clicks).
+    With ``box_step=True`` and the ``"box"`` state the box is the FIRST of the ``max_clicks``
+    steps, as in SegAgent's released loop (the agent has ``max_clicks - 1`` clicks left); the
+    reset ``info`` then carries ``box_step``, ``iou_before_box``, ``intersection_before_box`` and
+    ``union_before_box`` (the empty mask it started from), and the rollout harness records the box
+    as step 1. Otherwise the box is given before the clicks and uses none of them.
 
     ## Episode End
     Termination when the agent sends ``Finish`` or ``NoObject`` (``info["end_action"]`` says
@@ -102,7 +107,7 @@ class SegEnv(gym.Env):
     ``dataset`` (name or instance), ``split``, ``data_root``, ``dataset_kwargs``, ``segmenter``
     (name, ``"name:/path"`` or instance), ``segmenter_kwargs``, ``image_size`` (512; 448 for
     Qwen), ``max_clicks`` (7), ``target_iou`` (None), ``initial_state``, ``initial_points``,
-    ``action_mode`` (``"click"`` or ``"full"``), ``step_cost`` (0), ``finish_bonus`` (0),
+    ``action_mode`` (``"click"`` or ``"full"``), ``step_cost`` (0), ``finish_bonus`` (0), ``box_step`` (False),
     ``overlay_color``, ``overlay_alpha``, ``draw_clicks``, ``render_mode``.
 
     ## Version History
@@ -128,6 +133,7 @@ class SegEnv(gym.Env):
         action_mode: str = "click",
         step_cost: float = 0.0,
         finish_bonus: float = 0.0,
+        box_step: bool = False,
         overlay_color: "str | tuple[int, int, int]" = "green",
         overlay_alpha: float = 0.5,
         draw_clicks: bool = False,
@@ -148,6 +154,8 @@ class SegEnv(gym.Env):
             raise ValueError(f"max_clicks must be >= 1, got {max_clicks}")
         if target_iou is not None and not 0.0 < target_iou <= 1.0:
             raise ValueError(f"target_iou must be in (0, 1], got {target_iou}")
+        if box_step and initial_state == "box" and max_clicks < 2:
+            raise ValueError("box_step=True spends the first of max_clicks steps on the box: max_clicks must be >= 2")
         self.dataset: Dataset = (
             make_dataset(dataset, split=split, data_root=data_root, **(dataset_kwargs or {}))
             if isinstance(dataset, str)
@@ -178,6 +186,7 @@ class SegEnv(gym.Env):
         self.action_mode = action_mode
         self.step_cost = float(step_cost)
         self.finish_bonus = float(finish_bonus)
+        self.box_step = bool(box_step) and initial_state == "box"
         self.action_space = spaces.Box(0.0, 1.0, (3 if action_mode == "click" else 4,), np.float32)
         self._sample: Optional[Sample] = None
         self._figure = None
@@ -209,6 +218,11 @@ class SegEnv(gym.Env):
         t0 = time.perf_counter()
         self.segmenter.set_image(sample.image)
         mask = np.zeros((h, w), bool)
+        before_box: dict = {}
+        if self.box_step:  # the empty mask the box step starts from (the harness records the step)
+            self._set_mask(mask)
+            before_box = {"box_step": True, "iou_before_box": float(self._iou),
+                          "intersection_before_box": int(self._inter), "union_before_box": int(self._union)}
         if self.initial_state == "box":
             x0, y0, x1, y1 = sample.box
             self._box = np.array([x0, y0, x1, y1], np.float32)
@@ -218,7 +232,11 @@ class SegEnv(gym.Env):
             mask, self._logits = self.segmenter.predict(*self._prompt_arrays())
         self.last_segmenter_seconds = time.perf_counter() - t0
         self._set_mask(mask)
-        return self._observation(), self._info(invalid=False)
+        if self.box_step:
+            self._num_clicks = 1  # the box used the first of the max_clicks steps
+            x0, y0, x1, y1 = (float(v) for v in self._box)
+            before_box["box"] = (x0 / w, y0 / h, x1 / w, y1 / h)
+        return self._observation(), {**self._info(invalid=False), **before_box}
 
     def _add_random_points(self, sample: Sample) -> None:
         x0, y0, x1, y1 = sample.box

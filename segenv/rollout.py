@@ -146,6 +146,13 @@ def _new_trajectory(info: dict, obs: dict) -> Trajectory:
     traj = Trajectory(info["sample_id"], int(info.get("sample_index", -1)), obs["text"], float(info["iou"]))
     traj.intersection, traj.union = int(info.get("intersection", 0)), int(info.get("union", 0))
     traj.initial_intersection, traj.initial_union = traj.intersection, traj.union
+    if info.get("box_step"):  # the env spent step 1 on the GT box (SegAgent's released loop): record it
+        traj.initial_iou = float(info["iou_before_box"])
+        traj.initial_intersection = int(info["intersection_before_box"])
+        traj.initial_union = int(info["union_before_box"])
+        box = [2.0, *(float(v) for v in info.get("box", (0.0, 0.0, 0.0, 0.0)))]
+        traj.steps.append(StepRecord(box, float(info["iou"]), float(info["iou"]) - traj.initial_iou, False,
+                                     intersection=traj.intersection, union=traj.union))
     if "gt_mask" in info:
         traj.empty_target = not np.asarray(info["gt_mask"]).any()
     return traj

@@ -81,7 +81,7 @@ def test_sft_config_follows_toolchain_on_cpu(tmp_path):
 
 def test_iou_line_is_on_by_default_with_an_opt_out():
     """SegAgent's answers start with ``Current IOU: NN``: SFT targets do too unless told otherwise or
-    the checkpoint declares its own format (the tiny pointer VLM cannot write digits)."""
+    the checkpoint declares its own format (a tiny pointer VLM built without IoU tokens says so)."""
     from types import SimpleNamespace
 
     from agents.mllm.tiny import TinySegConfig
@@ -98,3 +98,16 @@ def test_iou_line_is_on_by_default_with_an_opt_out():
     tiny = resolved(TinySegConfig())
     assert tiny.coord_format == "loc" and tiny.iou_line is False
 
+
+
+def test_stock_sft_targets_carry_iou_lines_and_negative_points(tmp_path):
+    """The generic path (issue #13): D_traj from box / points starts -> trl rows whose targets
+    are SegAgent's answers, ``Current IOU: NN`` first, with negative points among them."""
+    from agents.training.trace_sft import load_traces, to_sft_dataset
+
+    data = generate_traces(TraceConfig(out=str(tmp_path / "tr"), episodes=16, max_clicks=4, initial_mix=(0.0, 0.5, 0.5),
+                                       env_kwargs={"image_size": 64}, progress=False))
+    rows = to_sft_dataset(load_traces(data), prompt_style="short")
+    answers = [rows[i]["completion"][0]["content"][0]["text"] for i in range(len(rows))]
+    assert all(a.startswith("Current IOU: ") for a in answers)
+    assert any("Negative point: (" in a for a in answers) and any("Positive point: (" in a for a in answers)

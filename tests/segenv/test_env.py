@@ -266,3 +266,23 @@ def test_segmenter_receives_integer_pixel_indices():
     env.step(Click(0.999, 0.0, False))  # pixel (0, 223)
     assert seg.points.tolist() == [[112.0, 56.0], [223.0, 0.0]]
     assert (h, w) == (224, 224)
+
+
+def test_box_step_counts_the_box_as_step_one():
+    """#19 item 5: with box_step the GT box is the first of max_clicks steps (SegAgent's loop); the
+    harness records it as step 1 from the empty mask; without it the box is free."""
+    from agents import OracleAgent
+    from segenv.rollout import run_episode, summarize
+
+    free = run_episode(OracleAgent(), small("SegAgent-Shapes-v0", initial_state="box", max_clicks=3), index=1, seed=0)
+    env = small("SegAgent-Shapes-v0", initial_state="box", max_clicks=3, box_step=True)
+    counted = run_episode(OracleAgent(), env, index=1, seed=0)
+    box = counted.steps[0]
+    assert box.action[0] == 2 and counted.initial_iou == 0.0 and box.iou == pytest.approx(free.initial_iou)
+    assert box.reward == pytest.approx(box.iou) and counted.initial_union > 0 and counted.initial_intersection == 0
+    clicks = [s for s in counted.steps[1:] if s.action[0] in (0, 1)]
+    assert len(clicks) <= 2 and len([s for s in free.steps if s.action[0] in (0, 1)]) <= 3
+    assert summarize([counted], 3)["miou_per_click"][0] == pytest.approx(box.iou)
+    assert [s.iou for s in counted.steps[1:]] == [s.iou for s in free.steps[: len(counted.steps) - 1]]
+    with pytest.raises(ValueError, match="max_clicks must be >= 2"):
+        small("SegAgent-Shapes-v0", initial_state="box", max_clicks=1, box_step=True)
