@@ -50,7 +50,9 @@ class EvalArgs:
     max_clicks: int = arg(5, "clicks per episode (the env's max_clicks)")
     noc_max_clicks: Optional[int] = arg(None, "cap for NoC/NoF (default: --max-clicks; RITM uses 20)")
     segmenter: Optional[str] = arg(None, "clicknet, grabcut, sam:/path/sam_vit_h.pth, hf:/path/folder (default: the env id's: clicknet on Shapes, grabcut elsewhere)")
-    seed: int = arg(0, "episode k resets with seed + k; also the agent's seed")
+    seed: int = arg(0, "episode k resets with seed + k (the env's random draws, e.g. --initial-state points) and "
+                       "the agent is seeded with it (random agent, oracle's random ties); the items are always "
+                       "the first N of the split, in order")
     out: Optional[str] = arg(None, "summary JSON path (default: results/<agent>-<env>.json)")
     model: Optional[str] = arg(None, "mllm: a local checkpoint folder (default: the shipped tiny model)")
     temperature: float = arg(0.0, "mllm: sampling temperature, 0 = greedy")
@@ -69,6 +71,11 @@ class EvalArgs:
         "bound that uses the ground truth); every rule is also reported side by side")
     limit: Optional[int] = arg(None, "score only the first N items of the split (5000: the items SegAgent's "
                                "released refcocog_eval.py scores); default: the whole split")
+    empty_targets: Literal["auto", "skip", "keep"] = arg(
+        "auto", "items whose ground truth is empty score IoU 1 on an empty mask: skip = leave them out of the "
+        "numbers (counted in empty_targets_skipped, with a warning); keep = score them as SegAgent's scripts do; "
+        "auto = keep them where the dataset makes them on purpose (no-target variants: NoObject is the answer), "
+        "else skip")
     resume: bool = arg(False, "skip episodes already in OUT.episodes.jsonl (refused if the run's arguments differ)")
     progress: bool = arg(True, "no progress bar")
 
@@ -110,8 +117,8 @@ def make_env(args: EvalArgs, render: bool = False) -> gym.Env:
 
 # the arguments that decide what a run's episodes are: --resume refuses a run whose values differ
 RUN_IDENTITY = ("agent", "env", "split", "seed", "max_clicks", "segmenter", "model", "temperature", "end_actions",
-                "initial_state", "box_step",
-                "image_size", "target_iou", "data_root", "score", "limit")
+                "initial_state", "box_step", "image_size", "target_iou", "data_root", "score", "limit",
+                "empty_targets")
 
 
 def _load_done(path: Path) -> tuple[dict[int, Trajectory], dict[int, dict]]:
@@ -267,6 +274,13 @@ def _evaluate_locked(args: EvalArgs, out: Path) -> dict:
                 sheet_rows.append(_sheet_row(base, k % n, traj, frames))
     wall = time.perf_counter() - t_start
     trajs = [by_episode[k] for k in sorted(by_episode)]
+    skip_empty = args.empty_targets == "skip" or (
+        args.empty_targets == "auto" and not getattr(base.dataset, "no_target_items", False))
+    empty = [t for t in trajs if t.empty_target] if skip_empty else []
+    if empty:
+        log.warning("%d items have an empty ground truth and are left out of the numbers "
+                    "(--empty-targets keep scores them, IoU 1 for an empty mask)", len(empty))
+        trajs = [t for t in trajs if not t.empty_target]
 
     summary = {
         "agent": args.agent,
@@ -278,6 +292,8 @@ def _evaluate_locked(args: EvalArgs, out: Path) -> dict:
         "seed": args.seed,
         "model": args.model if args.agent == "mllm" else None,
         "limit": args.limit,
+        "empty_targets": "skip" if skip_empty else "keep",
+        "empty_targets_skipped": len(empty),
         **summarize(trajs, args.max_clicks, args.noc_max_clicks, score=args.score),
         "skipped_episodes": skipped,
         "wall_seconds": wall,

@@ -253,6 +253,11 @@ class ShapesDataset:
             self.length = DEFAULT_LENGTHS[self.split]
         self.name = "thin_shapes" if self.thin else "shapes"
 
+    @property
+    def no_target_items(self) -> bool:
+        """Whether empty targets are part of the task here (benchmarks keep them: NoObject is the answer)."""
+        return self.no_target_fraction > 0
+
     def __len__(self) -> int:
         return int(self.length)
 

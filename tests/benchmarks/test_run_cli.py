@@ -111,3 +111,28 @@ def test_score_rule_and_limit(tmp_path):
     assert s["episodes"] == 3 and s["limit"] == 3 and s["score_rule"] == "best_so_far"
     assert s["miou"] == s["miou_by_rule"]["best_so_far"] >= s["miou_by_rule"]["final"]
     assert "best_predicted" not in s["miou_by_rule"]  # the oracle states no IoU
+
+
+def test_empty_targets_are_left_out_unless_the_dataset_means_them(tmp_path, real_data_root):
+    """#19: an empty ground truth scores IoU 1 on an empty mask; benchmarks leave such items out of
+    the numbers by default (counted), keep them on request, and keep them where the dataset makes
+    them on purpose (the no-target variant, where NoObject is the answer)."""
+    import shutil
+
+    import cv2
+    import numpy as np
+
+    root = tmp_path / "data"
+    shutil.copytree(real_data_root / "DAVIS", root / "DAVIS")
+    gt = sorted((root / "DAVIS" / "gt").iterdir())[0]
+    cv2.imwrite(str(gt), np.zeros_like(cv2.imread(str(gt), cv2.IMREAD_GRAYSCALE)))
+    base = ["--agent", "oracle", "--env", "SegAgent-DAVIS-v0", "--data-root", str(root), "--episodes", "0",
+            "--max-clicks", "2", "--image-size", "32", "--no-progress"]
+    n = len(list((root / "DAVIS" / "gt").iterdir()))
+    skipped = main(base + ["--out", str(tmp_path / "a.json")])
+    kept = main(base + ["--out", str(tmp_path / "b.json"), "--empty-targets", "keep"])
+    assert skipped["empty_targets"] == "skip" and skipped["empty_targets_skipped"] == 1 and skipped["episodes"] == n - 1
+    assert kept["empty_targets_skipped"] == 0 and kept["episodes"] == n and kept["no_target_items"] == 1
+    nt = main(["--agent", "oracle", "--env", "SegAgent-ShapesNoTarget-v0", "--episodes", "30", "--max-clicks", "2",
+               "--image-size", "32", "--no-progress", "--out", str(tmp_path / "c.json")])
+    assert nt["empty_targets"] == "keep" and nt["no_target_items"] > 0 and nt["no_target_accuracy"] == 1.0
