@@ -56,6 +56,9 @@ class EvalArgs:
     out: Optional[str] = arg(None, "summary JSON path (default: results/<agent>-<env>.json)")
     model: Optional[str] = arg(None, "mllm: a local checkpoint folder (default: the shipped tiny model)")
     temperature: float = arg(0.0, "mllm: sampling temperature, 0 = greedy")
+    dtype: str = arg("auto", "mllm: model dtype (auto = bf16 on CUDA, fp32 on CPU; float32, bfloat16, float16)")
+    overlay_format: Literal["png", "jpeg"] = arg("png", "mllm: the overlay as the model sees it: png (as is) or jpeg "
+                                                  "(saved at Pillow's default quality, as SegAgent's released loop)")
     end_actions: bool = arg(True, "mllm: no Finish / No Object Found answers (banned in decoding): a fixed click budget")
     initial_state: Literal["empty", "box", "points"] = arg("empty", "the initial mask (paper B.1)")
     box_step: Literal["counted", "free"] = arg(
@@ -116,7 +119,8 @@ def make_env(args: EvalArgs, render: bool = False) -> gym.Env:
 
 
 # the arguments that decide what a run's episodes are: --resume refuses a run whose values differ
-RUN_IDENTITY = ("agent", "env", "split", "seed", "max_clicks", "segmenter", "model", "temperature", "end_actions",
+RUN_IDENTITY = ("agent", "env", "split", "seed", "max_clicks", "segmenter", "model", "temperature", "end_actions", "dtype",
+                "overlay_format",
                 "initial_state", "box_step", "image_size", "target_iou", "data_root", "score", "limit",
                 "empty_targets")
 
@@ -229,7 +233,7 @@ def _evaluate_locked(args: EvalArgs, out: Path) -> dict:
     env = make_env(args, render=args.sheet > 0)
     base = env.unwrapped
     agent = make_agent(args.agent, seed=args.seed, model=args.model, temperature=args.temperature,
-                       allow_end=args.end_actions)
+                       allow_end=args.end_actions, dtype=args.dtype, overlay_format=args.overlay_format)
 
     run_path = out.with_suffix(".run.json")
     if args.resume:

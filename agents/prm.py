@@ -87,11 +87,13 @@ class MLLMAnswers:
         from PIL import Image
 
         p = self.policy
+        to_image = getattr(p, "overlay_image", None) or (
+            lambda obs: Image.fromarray(np.asarray(obs["overlay"], dtype=np.uint8)).convert("RGB"))
         texts = [
             p.processor.apply_chat_template(p.messages(str(obs["text"])), add_generation_prompt=True, tokenize=False)
             for obs in observations
         ]
-        images = [[Image.fromarray(np.asarray(obs["overlay"], dtype=np.uint8)).convert("RGB")] for obs in observations]
+        images = [[to_image(obs)] for obs in observations]
         kwargs: dict[str, Any] = {"padding": True, "padding_side": "left"} if len(observations) > 1 else {}
         inputs = p.processor(text=texts, images=images, return_tensors="pt", **kwargs)
         return {

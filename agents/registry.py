@@ -54,9 +54,10 @@ def _scripted(seed: int = 0, **_: Any):
 
 
 @register_agent("mllm")
-def _mllm(model: "str | None" = None, temperature: float = 0.0, allow_end: bool = True, **_: Any):
+def _mllm(model: "str | None" = None, temperature: float = 0.0, allow_end: bool = True, dtype: str = "auto",
+          overlay_format: str = "png", **_: Any):
     from .mllm.policy import MLLMPolicy, MLLMPolicyConfig
 
     path = str(model or DEFAULT_TINY_CHECKPOINT)
     return MLLMPolicy(MLLMPolicyConfig(model_path=path, do_sample=temperature > 0, temperature=temperature or 1.0,
-                                       allow_end=allow_end))
+                                       allow_end=allow_end, dtype=dtype, overlay_format=overlay_format))

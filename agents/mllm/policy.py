@@ -113,6 +113,10 @@ class MLLMPolicyConfig:
         dtype: ``"auto"`` (bf16 on CUDA, fp32 on CPU), ``"float32"``, ``"bfloat16"``, ``"float16"``.
         overlay_color: the colour word used in the prompt (match the env's ``overlay_color``).
         max_propose_rounds: extra ``generate`` calls :meth:`MLLMPolicy.propose` may make to top up.
+        overlay_format: ``"png"`` (the observation's pixels as they are) or ``"jpeg"`` (the overlay
+            saved as a JPEG at Pillow's default quality and read back, as SegAgent's released loop
+            hands its model the overlay; there the blend is at the image's full resolution, here
+            at the observation size: set the env's ``image_size`` to approach it).
         allow_end: the model may answer ``Finish`` / ``No Object Found``. False bans those
             answers in decoding (``bad_words_ids``: the model clicks every step of its budget), to
             compare learned stopping with a fixed budget.
@@ -129,8 +133,11 @@ class MLLMPolicyConfig:
     overlay_color: str = "green"
     max_propose_rounds: int = 3
     allow_end: bool = True
+    overlay_format: str = "png"
 
     def __post_init__(self) -> None:
+        if self.overlay_format not in ("png", "jpeg"):
+            raise ValueError(f"overlay_format must be 'png' or 'jpeg', got {self.overlay_format!r}")
         if self.prompt_style is not None and self.prompt_style not in PROMPT_STYLES:
             raise ValueError(f"prompt_style must be one of {PROMPT_STYLES} or None, got {self.prompt_style!r}")
         if self.temperature <= 0:
@@ -232,12 +239,23 @@ class MLLMPolicy:
         msgs.append({"role": "user", "content": [{"type": "image"}, {"type": "text", "text": user}]})
         return msgs
 
-    def build_inputs(self, obs: dict) -> dict:
-        """Processor tensors for one observation, on the model's device (floats in its dtype)."""
+    def overlay_image(self, obs: dict) -> Any:
+        """The observation's overlay as the PIL image the model sees (``overlay_format``)."""
+        import io
+
         from PIL import Image
 
-        overlay = np.asarray(obs["overlay"], dtype=np.uint8)
-        image = Image.fromarray(overlay).convert("RGB")
+        image = Image.fromarray(np.asarray(obs["overlay"], dtype=np.uint8)).convert("RGB")
+        if self.config.overlay_format == "jpeg":
+            buffer = io.BytesIO()
+            image.save(buffer, format="JPEG")  # Pillow's default quality, as the released loop saves it
+            buffer.seek(0)
+            image = Image.open(buffer).convert("RGB")
+        return image
+
+    def build_inputs(self, obs: dict) -> dict:
+        """Processor tensors for one observation, on the model's device (floats in its dtype)."""
+        image = self.overlay_image(obs)
         text = self.processor.apply_chat_template(self.messages(str(obs["text"])), add_generation_prompt=True, tokenize=False)
         inputs = self.processor(text=[text], images=[[image]], return_tensors="pt")
         return {

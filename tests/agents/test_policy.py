@@ -7,6 +7,7 @@ answers are gibberish: ``act`` then returns None (an invalid step) with the text
 from __future__ import annotations
 
 import gymnasium as gym
+import numpy as np
 import pytest
 
 pytest.importorskip("torch")
@@ -147,3 +148,27 @@ def test_hub_id_and_bad_folder_raise_clear_errors(tmp_path):
         MLLMPolicy(MLLMPolicyConfig(str(tmp_path)))
     with pytest.raises(ValueError):
         MLLMPolicyConfig("x", prompt_style="gpt")
+
+
+def test_overlay_format_jpeg_is_a_pillow_default_quality_roundtrip():
+    """#19 item 6: overlay_format='jpeg' hands the model the overlay as SegAgent's loop does: a JPEG
+    at Pillow's default quality, read back."""
+    import io
+
+    from PIL import Image
+
+    from agents.mllm.policy import MLLMPolicy, MLLMPolicyConfig
+
+    overlay = np.random.default_rng(0).integers(0, 255, (48, 48, 3), dtype=np.uint8)
+    obs = {"overlay": overlay, "text": "x"}
+    policy = MLLMPolicy.__new__(MLLMPolicy)
+    policy.config = MLLMPolicyConfig(model_path="m", overlay_format="jpeg")
+    buffer = io.BytesIO()
+    Image.fromarray(overlay).save(buffer, format="JPEG", quality=75)
+    expected = np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB"))
+    got = np.asarray(policy.overlay_image(obs))
+    assert np.array_equal(got, expected) and not np.array_equal(got, overlay)
+    policy.config = MLLMPolicyConfig(model_path="m")
+    assert np.array_equal(np.asarray(policy.overlay_image(obs)), overlay)
+    with pytest.raises(ValueError, match="overlay_format"):
+        MLLMPolicyConfig(model_path="m", overlay_format="gif")
