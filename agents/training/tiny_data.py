@@ -22,6 +22,13 @@ Three kinds, each saved as ONE Hugging Face dataset (``datasets.load_from_disk(o
   "positive click on the target's deepest cell" (the shipped tiny model's recipe:
   ``docs/tiny_vlm.md``).
 
+* ``"dagger"`` (DAgger; StaR+'s idea of learning on one's own states): episodes of the POLICY
+  ``policy`` (a tiny checkpoint) from the initial states ``initial_states`` through the harness; every
+  state it visits is labelled with what the oracle would answer there (:func:`oracle_label`: the
+  cell oracle's click, ``Finish`` once the IoU reaches ``finish_iou`` or nothing is left to fix,
+  ``No Object Found`` on an empty target) and the true IoU. The policy's own mistakes are where
+  pure imitation of oracle traces never goes (TOOLCHAIN.md: distribution shift).
+
 Labels are grid cells (:func:`label_cell`): the oracle (:func:`segenv.clicker.next_click`)
 decides the sign; the cell is the one whose *centre* lies deepest inside the error region of that
 sign, so the decoded click (the cell centre) lands in the right region; the oracle pixel's cell is
@@ -53,7 +60,7 @@ from segenv.clicker import next_click, padded_distance
 from segenv.rollout import STOP
 
 log = logging.getLogger(__name__)
-KINDS = ("first", "later", "traces")
+KINDS = ("first", "later", "traces", "dagger")
 
 
 @dataclass
@@ -64,6 +71,8 @@ class TinyDataConfig:
         out: folder the dataset is saved to (``save_to_disk``); empty: not saved.
         kind: ``"first"``, ``"later"`` or ``"traces"`` (module docstring).
         traces: the ``segagent traces`` folder of the ``"traces"`` kind (its env and split are used).
+        policy, finish_iou: the ``"dagger"`` kind's policy checkpoint, and the IoU from which the
+            oracle's label is ``Finish`` (the traces' ``target_iou``).
         partial: the ``"traces"`` kind may read an unfinished traces folder (its finished chunks).
         finish_keep: share of end steps kept by the ``"traces"`` kind (class balance).
         env_id, split: the env and dataset split the items come from.
@@ -93,6 +102,8 @@ class TinyDataConfig:
     later_labels: str = "oracle"
     traces: str = ""
     partial: bool = False
+    policy: str = ""
+    finish_iou: float = 0.98
     finish_keep: float = 1.0
     seed: int = 0
     progress: bool = True
@@ -104,6 +115,8 @@ class TinyDataConfig:
             raise ValueError(f"need 0 <= start <= stop, got start={self.start} stop={self.stop}")
         if self.later_labels not in ("oracle", "target"):
             raise ValueError(f"later_labels must be 'oracle' or 'target', got {self.later_labels!r}")
+        if self.kind == "dagger" and not self.policy:
+            raise ValueError("kind='dagger' needs --policy (a tiny checkpoint folder to roll out)")
         if self.kind == "traces" and not self.traces:
             raise ValueError("kind='traces' needs --traces (a folder made by `segagent traces`)")
         if not 0.0 <= self.finish_keep <= 1.0:
@@ -214,6 +227,69 @@ def first_click_examples(config: TinyDataConfig) -> list[dict]:
     return rows
 
 
+def oracle_label(gt: npt.NDArray[np.bool_], pred: npt.NDArray[np.bool_], iou: float, grid: int,
+                 finish_iou: float) -> tuple[str, bool, int]:
+    """``(action, positive, cell)``: what the oracle answers on mask ``pred`` (observation resolution):
+    ``"no_object"`` on an empty target, ``"finish"`` once ``iou >= finish_iou`` or nothing is left to
+    fix, else ``"click"`` with :func:`label_cell`'s sign and cell."""
+    if not gt.any():
+        return "no_object", True, 0
+    label = None if iou >= finish_iou else label_cell(gt, pred, grid)
+    if label is None:
+        return "finish", True, 0
+    return "click", label[0], label[1]
+
+
+class _SeesIoU:
+    """A policy wrapper that remembers the true IoU of the mask each action was taken on (``info``
+    carries it; the policy never reads it) and forwards everything else to the policy."""
+
+    def __init__(self, policy: Any) -> None:
+        self.policy, self.iou, self.steps = policy, 0.0, 0
+
+    def reset(self, obs: dict, info: dict) -> None:
+        self.iou, self.steps = float(info["iou"]), 0
+        self.policy.reset(obs, info)
+
+    def act(self, obs: dict, info: dict) -> Any:
+        self.iou = float(info["iou"])
+        self.steps += 1
+        return self.policy.act(obs, info)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.policy, name)
+
+
+def dagger_examples(config: TinyDataConfig) -> list[dict]:
+    """Every state the policy ``config.policy`` visits, labelled by the oracle (module docstring)."""
+    from tqdm.auto import tqdm
+
+    from agents.mllm.policy import MLLMPolicy, MLLMPolicyConfig
+    from segenv import render as R
+    from segenv.rollout import run_episode
+
+    policy = _SeesIoU(MLLMPolicy(MLLMPolicyConfig(model_path=config.policy, max_new_tokens=6, device="cpu")))
+    envs = {state: _make_env(config, state) for state in set(config.initial_states)}
+    rng = np.random.default_rng(config.seed + config.start)
+    rows: list[dict] = []
+    stop = min(config.stop, len(next(iter(envs.values())).unwrapped.dataset))
+    for i in tqdm(range(config.start, stop), desc="policy states", disable=not config.progress):
+        state = config.initial_states[int(rng.integers(len(config.initial_states)))]
+
+        def keep(obs_before: dict, record: Any, info_after: dict, i: int = i) -> None:
+            mask = np.asarray(obs_before["mask"]) > 0
+            gt = R.resize_mask(np.asarray(info_after["gt_mask"], bool), mask.shape[0])
+            action, positive, cell = oracle_label(gt, mask, policy.iou, config.grid, config.finish_iou)
+            rows.append({"image": prep_image(np.asarray(obs_before["overlay"]), config.image_size),
+                         "text": str(obs_before["text"]), "positive": positive, "cell": cell, "sample_index": i,
+                         "step": policy.steps - 1, "kind": "dagger", "action": action, "iou": policy.iou})
+
+        run_episode(policy, envs[state], seed=int(config.seed * 100003 + i), index=i, on_step=keep)
+    for env in envs.values():
+        env.close()
+    return rows
+
+
 def later_click_examples(config: TinyDataConfig) -> list[dict]:
     """Examples from :class:`CellOracle` episodes through the rollout harness (module docstring)."""
     from tqdm.auto import tqdm
@@ -315,7 +391,8 @@ def build_examples(config: TinyDataConfig):
     """The examples of ``config`` as a ``datasets.Dataset`` (saved to ``config.out`` if set)."""
     from datasets import Dataset
 
-    build = {"first": first_click_examples, "later": later_click_examples, "traces": trace_examples}[config.kind]
+    build = {"first": first_click_examples, "later": later_click_examples, "traces": trace_examples,
+             "dagger": dagger_examples}[config.kind]
     rows = build(config)
     feats = features()
     ds = Dataset.from_dict({k: [r[k] for r in rows] for k in feats}, features=feats)
@@ -335,8 +412,9 @@ def main(argv: Optional[list[str]] = None) -> None:
     build_examples(config)
 
 
-__all__ = ["CellOracle", "TinyDataConfig", "build_examples", "cell_to_xy", "deepest_cell", "features",
-           "first_click_examples", "label_cell", "later_click_examples", "pixel_cell", "prep_image", "trace_examples"]
+__all__ = ["CellOracle", "TinyDataConfig", "build_examples", "cell_to_xy", "dagger_examples", "deepest_cell",
+           "features", "first_click_examples", "label_cell", "later_click_examples", "oracle_label", "pixel_cell",
+           "prep_image", "trace_examples"]
 
 if __name__ == "__main__":
     main()

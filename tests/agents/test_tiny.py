@@ -306,3 +306,24 @@ def test_allow_end_false_bans_finish_and_no_object(saved):
     assert [finish] in banned._banned and [processor.tokenizer.convert_tokens_to_ids("No Object Found")] in banned._banned
     banned.act(obs, {})
     assert "Finish" not in banned.last_output and "No Object" not in banned.last_output
+
+
+def test_dagger_examples_label_the_policys_own_states_with_the_oracle(tmp_path):
+    """Every state the policy visits becomes an example labelled with the oracle's answer there."""
+    from agents.training.tiny_data import TinyDataConfig, build_examples, oracle_label
+
+    ds = build_examples(TinyDataConfig(kind="dagger", policy=str(CHECKPOINT), stop=3, max_clicks=2,
+                                       initial_states=["points"], progress=False))
+    assert set(ds["kind"]) == {"dagger"} and sorted(set(ds["sample_index"])) == [0, 1, 2]
+    for i in range(3):  # one example per step the policy took (2 clicks, or fewer if it answered Finish)
+        steps = [s for s, j in zip(ds["step"], ds["sample_index"]) if j == i]
+        assert steps == list(range(len(steps))) and 1 <= len(steps) <= 3
+    assert all(0.0 <= v <= 1.0 for v in ds["iou"])
+    gt = np.zeros((8, 8), bool)
+    gt[2:6, 2:6] = True
+    assert oracle_label(gt, gt, 1.0, 4, 0.98) == ("finish", True, 0)
+    assert oracle_label(np.zeros_like(gt), gt, 0.0, 4, 0.98) == ("no_object", True, 0)
+    action, positive, _ = oracle_label(gt, np.ones_like(gt), 0.25, 4, 0.98)
+    assert action == "click" and positive is False  # the mask spills everywhere: remove background
+    with pytest.raises(ValueError, match="needs --policy"):
+        TinyDataConfig(kind="dagger")
