@@ -25,7 +25,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Iterator, Literal, Optional, Sequence
+from typing import Any, Iterator, Literal, Optional, Sequence
 
 import gymnasium as gym
 import numpy as np
@@ -37,6 +37,18 @@ from segenv.render import caption, image_sheet
 from segenv.rollout import StepRecord, Trajectory, run_episode, summarize
 
 log = logging.getLogger("segagent.bench")
+
+
+#: ``--protocol``: named sets of arguments. ``segagent`` is SegAgent's released evaluation
+#: (docs/conventions.md#metrics): the mask the model rated highest (``eval_result_iou.py``; ``final``
+#: is reported beside it), the first 5,000 items, the box as step 1, the overlay as a JPEG, and
+#: empty targets scored (an empty union counts 1, as its scripts do). Click-to-pixel, SAM's resize
+#: and the dtype (``auto``: bf16 on CUDA) already follow the released code by default.
+PROTOCOLS: dict[str, dict[str, Any]] = {
+    "default": {},
+    "segagent": {"score": "best_predicted", "limit": 5000, "box_step": "counted", "overlay_format": "jpeg",
+                 "empty_targets": "keep"},
+}
 
 
 @dataclass(kw_only=True)
@@ -79,6 +91,9 @@ class EvalArgs:
         "numbers (counted in empty_targets_skipped, with a warning); keep = score them as SegAgent's scripts do; "
         "auto = keep them where the dataset makes them on purpose (no-target variants: NoObject is the answer), "
         "else skip")
+    protocol: Literal["default", "segagent"] = arg(
+        "default", "segagent = SegAgent's released evaluation in one flag: --score best_predicted --limit 5000 "
+        "--box-step counted --overlay-format jpeg --empty-targets keep (these override the same flags)")
     resume: bool = arg(False, "skip episodes already in OUT.episodes.jsonl (refused if the run's arguments differ)")
     progress: bool = arg(True, "no progress bar")
 
@@ -87,6 +102,8 @@ class EvalArgs:
             raise ValueError("--episodes must be >= 0 and --max-clicks >= 1")
         if self.limit is not None and self.limit < 1:
             raise ValueError(f"--limit must be >= 1, got {self.limit}")
+        for key, value in PROTOCOLS[self.protocol].items():
+            setattr(self, key, value)
 
 
 RunArgs = EvalArgs  # the name benchmarks/run.py had
@@ -122,7 +139,7 @@ def make_env(args: EvalArgs, render: bool = False) -> gym.Env:
 RUN_IDENTITY = ("agent", "env", "split", "seed", "max_clicks", "segmenter", "model", "temperature", "end_actions", "dtype",
                 "overlay_format",
                 "initial_state", "box_step", "image_size", "target_iou", "data_root", "score", "limit",
-                "empty_targets")
+                "empty_targets", "protocol")
 
 
 def _load_done(path: Path) -> tuple[dict[int, Trajectory], dict[int, dict]]:
@@ -295,6 +312,7 @@ def _evaluate_locked(args: EvalArgs, out: Path) -> dict:
         "initial_state": args.initial_state,
         "seed": args.seed,
         "model": args.model if args.agent == "mllm" else None,
+        "protocol": args.protocol,
         "limit": args.limit,
         "empty_targets": "skip" if skip_empty else "keep",
         "empty_targets_skipped": len(empty),

@@ -136,3 +136,17 @@ def test_empty_targets_are_left_out_unless_the_dataset_means_them(tmp_path, real
     nt = main(["--agent", "oracle", "--env", "SegAgent-ShapesNoTarget-v0", "--episodes", "30", "--max-clicks", "2",
                "--image-size", "32", "--no-progress", "--out", str(tmp_path / "c.json")])
     assert nt["empty_targets"] == "keep" and nt["no_target_items"] > 0 and nt["no_target_accuracy"] == 1.0
+
+
+def test_protocol_segagent_sets_the_released_evaluation(tmp_path):
+    """#19 item 8: one flag for SegAgent's released evaluation; recorded in the result."""
+    from agents.evaluate import parse_args
+
+    args = parse_args(["--protocol", "segagent"])
+    assert (args.score, args.limit, args.box_step, args.overlay_format, args.empty_targets) == (
+        "best_predicted", 5000, "counted", "jpeg", "keep")
+    assert parse_args([]).score == "final" and parse_args([]).limit is None
+    s = main(["--agent", "oracle", "--episodes", "2", "--max-clicks", "3", "--image-size", "64", "--initial-state", "box",
+              "--protocol", "segagent", "--out", str(tmp_path / "p.json"), "--no-progress"])
+    assert s["protocol"] == "segagent" and s["score_rule"] == "best_predicted" and s["limit"] == 5000
+    assert s["args"]["box_step"] == "counted" and s["miou_per_click"][0] > 0.5  # step 1 is the box
