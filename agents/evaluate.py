@@ -71,6 +71,8 @@ class EvalArgs:
     dtype: str = arg("auto", "mllm: model dtype (auto = bf16 on CUDA, fp32 on CPU; float32, bfloat16, float16)")
     overlay_format: Literal["png", "jpeg"] = arg("png", "mllm: the overlay as the model sees it: png (as is) or jpeg "
                                                   "(saved at Pillow's default quality, as SegAgent's released loop)")
+    trust_remote_code: bool = arg(False, "mllm: allow a checkpoint that ships its own model code (the released "
+                                   "SegAgent-Qwen, a Qwen-VL-Chat fine-tune): that code RUNS; only for folders you trust")
     end_actions: bool = arg(True, "mllm: no Finish / No Object Found answers (banned in decoding): a fixed click budget")
     initial_state: Literal["empty", "box", "points"] = arg("empty", "the initial mask (paper B.1)")
     box_step: Literal["counted", "free"] = arg(
@@ -250,7 +252,8 @@ def _evaluate_locked(args: EvalArgs, out: Path) -> dict:
     env = make_env(args, render=args.sheet > 0)
     base = env.unwrapped
     agent = make_agent(args.agent, seed=args.seed, model=args.model, temperature=args.temperature,
-                       allow_end=args.end_actions, dtype=args.dtype, overlay_format=args.overlay_format)
+                       allow_end=args.end_actions, dtype=args.dtype, overlay_format=args.overlay_format,
+                       trust_remote_code=args.trust_remote_code)
 
     run_path = out.with_suffix(".run.json")
     if args.resume:

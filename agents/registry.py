@@ -55,9 +55,14 @@ def _scripted(seed: int = 0, **_: Any):
 
 @register_agent("mllm")
 def _mllm(model: "str | None" = None, temperature: float = 0.0, allow_end: bool = True, dtype: str = "auto",
-          overlay_format: str = "png", **_: Any):
+          overlay_format: str = "png", trust_remote_code: bool = False, **_: Any):
     from .mllm.policy import MLLMPolicy, MLLMPolicyConfig
+    from .mllm.qwen_vl_chat import QwenVLChatConfig, QwenVLChatPolicy, needs_remote_code
 
     path = str(model or DEFAULT_TINY_CHECKPOINT)
+    if needs_remote_code(path):  # e.g. the released SegAgent-Qwen (Qwen-VL-Chat): its own code and loop
+        if temperature > 0:
+            raise ValueError("the Qwen-VL-Chat loop decodes greedily, as SegAgent's released evaluation")
+        return QwenVLChatPolicy(QwenVLChatConfig(model_path=path, trust_remote_code=trust_remote_code, dtype=dtype))
     return MLLMPolicy(MLLMPolicyConfig(model_path=path, do_sample=temperature > 0, temperature=temperature or 1.0,
                                        allow_end=allow_end, dtype=dtype, overlay_format=overlay_format))
