@@ -58,6 +58,11 @@ class Registry(Generic[T]):
         self._factories[name] = factory
         return factory
 
+    def remove(self, name: str) -> None:
+        """Forget ``name`` (a plugin unloading, a test cleaning up); ``KeyError`` if it is not registered."""
+        self.get(name)
+        del self._factories[name]
+
     def get(self, name: str) -> Factory[T]:
         """The factory registered as ``name``; ``KeyError`` naming the registered ones if none."""
         try:
