@@ -152,13 +152,23 @@ def _fmt(fmt: Optional[ActionFormat]) -> ActionFormat:
     return ActionFormat() if fmt is None else fmt
 
 
+def loc_cell(x: float, y: float, grid: int) -> int:
+    """THE grid codec, encoding: the row-major cell ``k = row * G + col`` of normalised ``(x, y)``."""
+    col, row = min(int(x * grid), grid - 1), min(int(y * grid), grid - 1)
+    return row * grid + col
+
+
+def loc_center(cell: int, grid: int) -> tuple[float, float]:
+    """THE grid codec, decoding: the normalised ``(x, y)`` centre of row-major cell ``cell``."""
+    row, col = divmod(int(cell), grid)
+    return (col + 0.5) / grid, (row + 0.5) / grid
+
+
 def render_coords(x: float, y: float, fmt: Optional[ActionFormat] = None) -> str:
     """The coordinate part of an action: ``(0.47, 0.27)``, ``(470, 270)`` or ``<loc_k>``."""
     fmt = _fmt(fmt)
     if fmt.coord_format == "loc":
-        g = fmt.loc_grid
-        col, row = min(int(x * g), g - 1), min(int(y * g), g - 1)
-        return f"<loc_{row * g + col}>"
+        return f"<loc_{loc_cell(x, y, fmt.loc_grid)}>"
     if fmt.coord_format == "int1000":
         a, b = (min(int(v * 1000), 999) for v in (x, y))
         text_a, text_b = str(a), str(b)
@@ -356,8 +366,7 @@ def _parse_point(text: str, fmt: ActionFormat, height: Optional[int], width: Opt
         k = int(m.group(1))
         if not 0 <= k < g * g:
             return ParsedAction(iou=iou, error=f"<loc_{k}> is outside the {g}x{g} grid", text=text)
-        row, col = divmod(k, g)
-        return ParsedAction(action=Click((col + 0.5) / g, (row + 0.5) / g, positive), iou=iou, text=text)
+        return ParsedAction(action=Click(*loc_center(k, g), positive), iou=iou, text=text)
     m = _PAREN_RE.search(rest)
     if m is None:
         return ParsedAction(iou=iou, error="no (A, B) pair after 'point:'", text=text)
@@ -372,6 +381,8 @@ __all__ = [
     "ActionFormat",
     "COORD_FORMATS",
     "FINISH_TEXT",
+    "loc_cell",
+    "loc_center",
     "NO_OBJECT_TEXT",
     "ParsedAction",
     "PROMPT_STYLES",

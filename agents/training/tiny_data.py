@@ -156,9 +156,11 @@ def label_cell(gt: npt.NDArray[np.bool_], pred: npt.NDArray[np.bool_], grid: int
 
 
 def cell_to_xy(cell: int, grid: int) -> tuple[float, float]:
-    """The normalised ``(x, y)`` centre of grid cell ``cell`` (row-major)."""
-    r, c = divmod(int(cell), grid)
-    return (c + 0.5) / grid, (r + 0.5) / grid
+    """The normalised ``(x, y)`` centre of grid cell ``cell`` (row-major): the one grid codec,
+    :func:`agents.mllm.prompt.loc_center`, which the action grammar decodes ``<loc_k>`` with."""
+    from agents.mllm.prompt import loc_center
+
+    return loc_center(cell, grid)
 
 
 def prep_image(image: npt.NDArray[np.uint8], size: int) -> npt.NDArray[np.uint8]:
