@@ -13,35 +13,37 @@ Writes JSON (``--out``) and prints a table.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
-import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import gymnasium as gym
-import numpy as np
+import gymnasium as gym  # noqa: E402
+import numpy as np  # noqa: E402
 
-import segenv  # noqa: F401
-from agents.oracle import OracleAgent
-from segenv.rollout import STOP
+import segenv  # noqa: E402,F401
+from agents.cliargs import arg, parse_dataclass  # noqa: E402
+from agents.oracle import OracleAgent  # noqa: E402
+from segenv.actions import KIND_FINISH, KIND_NO_OBJECT  # noqa: E402
+from segenv.rollout import run_episode  # noqa: E402
 
 
-@dataclass
+@dataclass(kw_only=True)
 class OverheadArgs:
-    episodes: int = 10
-    max_clicks: int = 5
-    image_size: int = 512
-    sam: list[str] = field(default_factory=list)
-    hf: list[str] = field(default_factory=list)
-    out: str = "results/env_overhead.json"
-    seed: int = 0
-    threads: int = 0
+    """The env's own cost per step beside the segmenter's decoder call, side by side in one run."""
+
+    episodes: int = arg(10, "episodes per backend (one more warms up and is not counted)")
+    max_clicks: int = arg(5, "clicks per episode")
+    image_size: int = arg(512, "observation size S")
+    sam: list[str] = arg([], "segment-anything .pth files to time too")
+    hf: list[str] = arg([], "transformers SAM folders to time too")
+    out: str = arg("results/env_overhead.json", "result JSON")
+    seed: int = arg(0, "episode k resets with seed + k")
+    threads: int = arg(0, "torch threads (0: torch's default)")
 
 
 def backends(args: OverheadArgs) -> list[tuple[str, object]]:
@@ -61,27 +63,19 @@ def backends(args: OverheadArgs) -> list[tuple[str, object]]:
 
 
 def measure(name: str, segmenter, args: OverheadArgs) -> dict:
+    """The oracle through the rollout harness; each step's wall time split by the harness into the
+    segmenter call and the env's own time (:class:`segenv.rollout.StepRecord`)."""
     env = gym.make("SegAgent-Shapes-v0", segmenter=segmenter, image_size=args.image_size, max_clicks=args.max_clicks)
-    base = env.unwrapped
-    agent = OracleAgent()
     seg_times, env_times, encoder_per_episode = [], [], []
     for k in range(args.episodes + 1):  # episode 0 warms up and is not counted
         before = getattr(segmenter, "encoder_calls", None)
-        obs, info = env.reset(seed=args.seed + k, options={"index": k})
-        agent.reset(obs, info)
-        done = False
-        while not done:
-            action = agent.act(obs, info)
-            if action is STOP:
-                break
-            t0 = time.perf_counter()
-            obs, _, term, trunc, info = env.step(action)
-            wall = time.perf_counter() - t0
-            done = term or trunc
-            if k:
-                seg_times.append(base.last_segmenter_seconds)
-                env_times.append(wall - base.last_segmenter_seconds)
-        if k and before is not None:
+        traj = run_episode(OracleAgent(), env, seed=args.seed + k, index=k)
+        if not k:
+            continue
+        clicks = [s for s in traj.steps if s.action is not None and int(s.action[0]) not in (KIND_FINISH, KIND_NO_OBJECT)]
+        seg_times += [s.segmenter_seconds for s in clicks]
+        env_times += [s.env_seconds for s in clicks]
+        if before is not None:
             encoder_per_episode.append(segmenter.encoder_calls - before)
     env.close()
     seg, own = float(np.mean(seg_times)), float(np.mean(env_times))
@@ -95,22 +89,8 @@ def measure(name: str, segmenter, args: OverheadArgs) -> dict:
     }
 
 
-def parse(argv: Optional[Sequence[str]]) -> OverheadArgs:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    d = OverheadArgs()
-    p.add_argument("--episodes", type=int, default=d.episodes)
-    p.add_argument("--max-clicks", type=int, default=d.max_clicks)
-    p.add_argument("--image-size", type=int, default=d.image_size)
-    p.add_argument("--sam", action="append", default=[], help="a segment-anything .pth (repeatable)")
-    p.add_argument("--hf", action="append", default=[], help="a transformers SAM folder (repeatable)")
-    p.add_argument("--out", default=d.out)
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--threads", type=int, default=d.threads, help="torch threads (0: torch's default)")
-    return OverheadArgs(**vars(p.parse_args(argv)))
-
-
 def main(argv: Optional[Sequence[str]] = None) -> dict:
-    args = parse(argv)
+    args = parse_dataclass(OverheadArgs, argv)
     if args.threads:
         import torch
 
