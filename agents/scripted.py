@@ -39,6 +39,7 @@ import numpy as np
 import numpy.typing as npt
 
 from segenv.actions import Click
+from segenv.clicker import first_maximum, padded_distance
 from segenv.datasets.shapes import SOLID_SHAPES, THIN_SHAPES, parse_expression
 from segenv.rollout import STOP
 
@@ -80,16 +81,9 @@ def target_region(parts: dict, candidates: list[Candidate]) -> Optional[npt.NDAr
 
 
 # ----------------------------------------------------------------------------- the agent
-def _distance(region: npt.NDArray[np.bool_]) -> npt.NDArray[np.float32]:
-    """Distance of each pixel of ``region`` to its boundary, the image edge counting as one."""
-    padded = np.pad(region.astype(np.uint8), 1)
-    return cv2.distanceTransform(padded, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)[1:-1, 1:-1]
-
-
-def _argmax(dist: npt.NDArray[np.float32]) -> tuple[float, int, int]:
-    flat = int(np.argmax(dist))
-    row, col = divmod(flat, dist.shape[1])
-    return float(dist[row, col]), row, col
+# the distance of each pixel of a region to its boundary (the image edge counting as one) and its
+# first maximum: the clicker's own functions (one source for "the deepest pixel")
+_distance, _argmax = padded_distance, first_maximum
 
 
 @dataclass

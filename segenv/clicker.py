@@ -51,6 +51,14 @@ def padded_distance(mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.float32]:
     return dist[1:-1, 1:-1]
 
 
+def first_maximum(dist: npt.NDArray[np.float32]) -> tuple[float, int, int]:
+    """``(value, row, col)`` of the first maximum of ``dist`` in raster order (RITM's tie rule):
+    with :func:`padded_distance`, the deepest pixel of a region."""
+    flat = int(np.argmax(dist))
+    row, col = divmod(flat, dist.shape[1])
+    return float(dist[row, col]), int(row), int(col)
+
+
 def next_click(
     gt: npt.NDArray[np.bool_],
     pred: npt.NDArray[np.bool_],
@@ -84,8 +92,7 @@ def next_click(
     positive = fn_max > fp_max
     dist, best = (fn_dist, fn_max) if positive else (fp_dist, fp_max)
     if tie_break == "first":
-        flat = int(np.argmax(dist))  # argmax returns the first maximum in raster order
-        row, col = divmod(flat, dist.shape[1])
+        _, row, col = first_maximum(dist)
     elif tie_break == "random":
         if rng is None:
             raise ValueError("tie_break='random' needs a seeded np.random.Generator as rng")
