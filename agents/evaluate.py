@@ -74,6 +74,8 @@ class EvalArgs:
     trust_remote_code: bool = arg(False, "mllm: allow a checkpoint that ships its own model code (the released "
                                    "SegAgent-Qwen, a Qwen-VL-Chat fine-tune): that code RUNS; only for folders you trust")
     end_actions: bool = arg(True, "mllm: no Finish / No Object Found answers (banned in decoding): a fixed click budget")
+    finish_iou: Optional[float] = arg(None, "oracle: answer Finish once the IoU reaches this (default: only when "
+                                      "nothing is left to fix, so it uses its whole budget as RITM's protocol)")
     initial_state: Literal["empty", "box", "points"] = arg("empty", "the initial mask (paper B.1)")
     box_step: Literal["counted", "free"] = arg(
         "counted", "with --initial-state box: counted = the box is step 1 of --max-clicks, as SegAgent's released "
@@ -138,7 +140,7 @@ def make_env(args: EvalArgs, render: bool = False) -> gym.Env:
 
 
 # the arguments that decide what a run's episodes are: --resume refuses a run whose values differ
-RUN_IDENTITY = ("agent", "env", "split", "seed", "max_clicks", "segmenter", "model", "temperature", "end_actions", "dtype",
+RUN_IDENTITY = ("agent", "env", "split", "seed", "max_clicks", "segmenter", "model", "temperature", "end_actions", "dtype", "finish_iou",
                 "overlay_format",
                 "initial_state", "box_step", "image_size", "target_iou", "data_root", "score", "limit",
                 "empty_targets", "protocol")
@@ -253,7 +255,7 @@ def _evaluate_locked(args: EvalArgs, out: Path) -> dict:
     base = env.unwrapped
     agent = make_agent(args.agent, seed=args.seed, model=args.model, temperature=args.temperature,
                        allow_end=args.end_actions, dtype=args.dtype, overlay_format=args.overlay_format,
-                       trust_remote_code=args.trust_remote_code)
+                       trust_remote_code=args.trust_remote_code, finish_iou=args.finish_iou)
 
     run_path = out.with_suffix(".run.json")
     if args.resume:

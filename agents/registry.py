@@ -33,10 +33,10 @@ def agent_names() -> list[str]:
 
 
 @register_agent("oracle")
-def _oracle(seed: int = 0, tie_break: str = "first", **_: Any):
+def _oracle(seed: int = 0, tie_break: str = "first", finish_iou: "float | None" = None, **_: Any):
     from .oracle import OracleAgent
 
-    return OracleAgent(tie_break=tie_break, seed=seed)
+    return OracleAgent(tie_break=tie_break, seed=seed, finish_iou=finish_iou)
 
 
 @register_agent("random")

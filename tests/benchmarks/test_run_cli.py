@@ -150,3 +150,12 @@ def test_protocol_segagent_sets_the_released_evaluation(tmp_path):
               "--protocol", "segagent", "--out", str(tmp_path / "p.json"), "--no-progress"])
     assert s["protocol"] == "segagent" and s["score_rule"] == "best_predicted" and s["limit"] == 5000
     assert s["args"]["box_step"] == "counted" and s["miou_per_click"][0] > 0.5  # step 1 is the box
+
+
+def test_oracle_finish_iou_stops_early(tmp_path):
+    """#21: the oracle with Finish at an IoU uses fewer clicks than without, at (nearly) equal mIoU."""
+    base = ["--agent", "oracle", "--episodes", "4", "--max-clicks", "4", "--image-size", "64", "--no-progress"]
+    full = main(base + ["--out", str(tmp_path / "a.json")])
+    stop = main(base + ["--finish-iou", "0.9", "--out", str(tmp_path / "b.json")])
+    assert stop["finish_rate"] == 1.0 and stop["clicks_used"] < full["clicks_used"]
+    assert stop["miou"] >= 0.9 and stop["miou"] <= full["miou"] + 1e-9
