@@ -45,7 +45,7 @@ log = logging.getLogger("segagent.bench")
 #: empty targets scored (an empty union counts 1, as its scripts do). Click-to-pixel, SAM's resize
 #: and the dtype (``auto``: bf16 on CUDA) already follow the released code by default.
 PROTOCOLS: dict[str, dict[str, Any]] = {
-    "default": {},
+    "standard": {},
     "segagent": {"score": "best_predicted", "limit": 5000, "box_step": "counted", "overlay_format": "jpeg",
                  "empty_targets": "keep"},
 }
@@ -70,33 +70,33 @@ class EvalArgs:
     temperature: float = arg(0.0, "mllm: sampling temperature, 0 = greedy")
     dtype: str = arg("auto", "mllm: model dtype (auto = bf16 on CUDA, fp32 on CPU; float32, bfloat16, float16)")
     overlay_format: Literal["png", "jpeg"] = arg("png", "mllm: the overlay as the model sees it: png (as is) or jpeg "
-                                                  "(saved at Pillow's default quality, as SegAgent's released loop)")
+                                                  "(saved at quality 75 as Pillow does unasked, as SegAgent's released loop)")
     trust_remote_code: bool = arg(False, "mllm: allow a checkpoint that ships its own model code (the released "
                                    "SegAgent-Qwen, a Qwen-VL-Chat fine-tune): that code RUNS; only for folders you trust")
     end_actions: bool = arg(True, "mllm: no Finish / No Object Found answers (banned in decoding): a fixed click budget")
-    finish_iou: Optional[float] = arg(None, "oracle: answer Finish once the IoU reaches this (default: only when "
+    finish_iou: Optional[float] = arg(None, "oracle: answer Finish once the IoU reaches this (unset: only when "
                                       "nothing is left to fix, so it uses its whole budget as RITM's protocol)")
     initial_state: Literal["empty", "box", "points"] = arg("empty", "the initial mask (paper B.1)")
     box_step: Literal["counted", "free"] = arg(
         "counted", "with --initial-state box: counted = the box is step 1 of --max-clicks, as SegAgent's released "
-        "loop (default); free = the box is given before the clicks and uses none of them")
+        "loop; free = the box is given before the clicks and uses none of them")
     image_size: Optional[int] = arg(None, "observation size S (default: the env's, 512)")
     target_iou: Optional[float] = arg(None, "end an episode once IoU reaches this (default: never)")
     data_root: Optional[str] = arg(None, "dataset root (default: $SEGAGENT_DATA)")
     sheet: int = arg(0, "save a trajectory sheet of the first N episodes")
     score: Literal["final", "best_predicted", "best_so_far"] = arg(
-        "final", "which mask of an episode is scored: final (default), best_predicted (the mask the agent "
+        "final", "which mask of an episode is scored: final, best_predicted (the mask the agent "
         "rated highest with its Current IOU line, as SegAgent's eval_result_iou.py) or best_so_far (an upper "
         "bound that uses the ground truth); every rule is also reported side by side")
     limit: Optional[int] = arg(None, "score only the first N items of the split (5000: the items SegAgent's "
-                               "released refcocog_eval.py scores); default: the whole split")
+                               "released refcocog_eval.py scores); unset: the whole split")
     empty_targets: Literal["auto", "skip", "keep"] = arg(
         "auto", "items whose ground truth is empty score IoU 1 on an empty mask: skip = leave them out of the "
         "numbers (counted in empty_targets_skipped, with a warning); keep = score them as SegAgent's scripts do; "
         "auto = keep them where the dataset makes them on purpose (no-target variants: NoObject is the answer), "
         "else skip")
-    protocol: Literal["default", "segagent"] = arg(
-        "default", "segagent = SegAgent's released evaluation in one flag: --score best_predicted --limit 5000 "
+    protocol: Literal["standard", "segagent"] = arg(
+        "standard", "standard = the flags as given; segagent = SegAgent's released evaluation in one flag: --score best_predicted --limit 5000 "
         "--box-step counted --overlay-format jpeg --empty-targets keep (these override the same flags)")
     resume: bool = arg(False, "skip episodes already in OUT.episodes.jsonl (refused if the run's arguments differ)")
     progress: bool = arg(True, "no progress bar")
