@@ -93,28 +93,6 @@ def require_paths(dataset: str, root: Path, paths: dict[str, Path], layout: str)
         )
 
 
-def read_rgb(path: Path) -> npt.NDArray[np.uint8]:
-    """Read an image file as HxWx3 uint8 RGB, with an error naming the file when it is corrupt."""
-    import cv2
-
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if img is None:
-        raise ValueError(f"cannot read image {path} (missing or corrupt file)")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-
-
-def read_gray(path: Path) -> npt.NDArray[np.uint8]:
-    """Read a mask file as HxW uint8 (first channel), with an error naming a corrupt file."""
-    import cv2
-
-    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if img is None:
-        raise ValueError(f"cannot read mask {path} (missing or corrupt file)")
-    if img.ndim == 3:
-        img = img[..., 0] if img.shape[2] != 4 else img[..., 2]
-    return img
-
-
 DatasetFactory = Callable[..., Dataset]
 #: Every dataset by name (``segenv.registry.Registry``; a name cannot be taken twice).
 DATASETS: Registry[Dataset] = Registry("dataset", replace=False)
