@@ -8,7 +8,9 @@ class for an instance. Each row names the transformers class and the adapter tha
 * ``"sam"`` -> ``SamModel`` -> :class:`~.hf_sam1.HFSam1Segmenter`;
 * ``"sam_hq"`` -> ``SamHQModel`` -> :class:`~.hf_sam1.HFSamHQSegmenter`;
 * ``"sam2"``, ``"sam2_video"`` (how the hub's facebook/sam2.1-* folders are saved) -> ``Sam2Model``
-  -> :class:`~.hf_sam2.HFSam2Segmenter` (it takes the image-predictor subset of those weights).
+  -> :class:`~.hf_sam2.HFSam2Segmenter` (it takes the image-predictor subset of those weights);
+* ``"sam3_tracker"`` -> ``Sam3TrackerModel`` -> :class:`~.hf_sam3.HFSam3TrackerSegmenter` (SAM 3's
+  point / box / mask prompts; SAM 3's text model ``"sam3"`` is not a click segmenter).
 
 A new family (e.g. SAM 3's tracker) is one more small adapter module subclassing
 :class:`HFSamSegmenter` plus one row in :data:`HF_FAMILIES`.
@@ -60,6 +62,7 @@ HF_FAMILIES: dict[str, HFFamily] = {
         HFFamily("sam", "SamModel", "segenv.segmenters.hf_sam1:HFSam1Segmenter", ("sam",)),
         HFFamily("sam_hq", "SamHQModel", "segenv.segmenters.hf_sam1:HFSamHQSegmenter", ("sam_hq",)),
         HFFamily("sam2", "Sam2Model", "segenv.segmenters.hf_sam2:HFSam2Segmenter", ("sam2", "sam2_video")),
+        HFFamily("sam3_tracker", "Sam3TrackerModel", "segenv.segmenters.hf_sam3:HFSam3TrackerSegmenter", ("sam3_tracker",)),
     )
 }
 # config.json model_type -> (family, transformers class name)
@@ -115,15 +118,21 @@ def read_hf_folder(path: str) -> tuple[str, dict]:
     with open(cfg_path) as f:
         cfg = json.load(f)
     model_type = cfg.get("model_type")
+    if model_type in ("sam3", "sam3_video"):
+        raise ValueError(
+            f"hf: {path} is a SAM 3 text-prompted model (model_type={model_type!r}, Sam3Model): it segments the "
+            "instances of a phrase and takes no clicks. The click segmenter is SAM 3's tracker: pass a folder of "
+            "model_type 'sam3_tracker' (Sam3TrackerModel)"
+        )
     if model_type not in SUPPORTED_MODEL_TYPES:
         raise ValueError(
             f"hf: {path} holds a model of model_type={model_type!r}; this backend supports "
-            f"{sorted(SUPPORTED_MODEL_TYPES)} (transformers SamModel / SamHQModel / Sam2Model)"
+            f"{sorted(SUPPORTED_MODEL_TYPES)} (transformers SamModel / SamHQModel / Sam2Model / Sam3TrackerModel)"
         )
     return SUPPORTED_MODEL_TYPES[model_type][0], cfg
 
 
-def _read_norm(path: Optional[str]) -> tuple[tuple, tuple]:
+def _read_norm(path: Optional[str], default: tuple[tuple, tuple] = (IMAGENET_MEAN, IMAGENET_STD)) -> tuple[tuple, tuple]:
     if path:
         pp = os.path.join(path, "preprocessor_config.json")
         if os.path.isfile(pp):
@@ -132,7 +141,7 @@ def _read_norm(path: Optional[str]) -> tuple[tuple, tuple]:
             mean, std = d.get("image_mean"), d.get("image_std")
             if mean and std and len(mean) == 3 and len(std) == 3:
                 return tuple(mean), tuple(std)
-    return IMAGENET_MEAN, IMAGENET_STD
+    return default
 
 
 def _checkpoint_or_env(checkpoint: Optional[str]) -> str:
@@ -169,6 +178,7 @@ class HFSamSegmenter(SamFamilyBase):
 
     name = "hf"
     family: str = ""  # set by each adapter: a key of HF_FAMILIES
+    default_norm: tuple[tuple, tuple] = (IMAGENET_MEAN, IMAGENET_STD)  # without a preprocessor_config.json
 
     def __new__(cls, checkpoint: Optional[str] = None, device: str = "auto", dtype: str = "auto", model: Any = None,
                 *args, **kwargs):
@@ -209,7 +219,7 @@ class HFSamSegmenter(SamFamilyBase):
         self.checkpoint = checkpoint
         self.model = model.eval().to(device=self.device, dtype=self.dtype)
         self.hq_token_only = bool(hq_token_only)
-        mean, std = _read_norm(folder)
+        mean, std = _read_norm(folder, self.default_norm)
         self._mean = torch.tensor(mean, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
         self._std = torch.tensor(std, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
         self.img_size, self.lowres_size = self._sizes()

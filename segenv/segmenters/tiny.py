@@ -26,7 +26,7 @@ import os
 from typing import Any
 
 TINY_VIT = dict(embed_dim=128, depth=2, num_heads=4, global_attn_indexes=[1], window_size=14, img_size=1024, patch_size=16)
-HF_KINDS = ("sam", "sam_hq", "sam2")
+HF_KINDS = ("sam", "sam_hq", "sam2", "sam3_tracker")
 
 
 def tiny_sam_arch(image_size: int = 1024) -> dict:
@@ -140,6 +140,31 @@ def tiny_hf_sam2(seed: int = 0, image_size: int = 1024):
     return Sam2Model(tiny_hf_sam2_config(image_size)).eval()
 
 
+def tiny_hf_sam3_tracker(seed: int = 0, image_size: int = 224):
+    """transformers ``Sam3TrackerModel`` with a 2-layer, 32-wide ViT (patch 14; random seeded weights).
+
+    ``image_size`` must be a multiple of 14 (the released model: 1008); other sizes are rounded
+    down to one.
+    """
+    import torch
+    from transformers import Sam3TrackerConfig, Sam3TrackerModel
+
+    side = max(28, image_size // 14 * 14)
+    g = side // 14  # the ViT's token grid; SAM 3's neck makes 4x, 2x and 1x levels of it
+    vit = dict(model_type="sam3_vit_model", hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+               num_attention_heads=2, image_size=side, patch_size=14, window_size=min(8, g), pretrain_image_size=side)
+    vision = dict(model_type="sam3_vision_model", backbone_config=vit, fpn_hidden_size=32,
+                  backbone_feature_sizes=[[4 * g, 4 * g], [2 * g, 2 * g], [g, g]])
+    config = Sam3TrackerConfig(
+        vision_config=vision,
+        prompt_encoder_config=dict(hidden_size=32, image_size=side, patch_size=14),
+        mask_decoder_config=dict(hidden_size=32, mlp_dim=64, num_hidden_layers=2, num_attention_heads=2,
+                                 iou_head_hidden_dim=32),
+    )
+    torch.manual_seed(seed)
+    return Sam3TrackerModel(config).eval()
+
+
 def tiny_hf_model(kind: str, seed: int = 0, image_size: int = 1024) -> Any:
     if kind == "sam":
         return tiny_hf_sam(seed, image_size)
@@ -147,11 +172,13 @@ def tiny_hf_model(kind: str, seed: int = 0, image_size: int = 1024) -> Any:
         return tiny_hf_sam_hq(seed, image_size)
     if kind == "sam2":
         return tiny_hf_sam2(seed, image_size)
+    if kind == "sam3_tracker":
+        return tiny_hf_sam3_tracker(seed, image_size)
     raise ValueError(f"unknown tiny transformers model kind {kind!r}; expected one of {HF_KINDS}")
 
 
 def save_tiny_hf(folder: str, kind: str = "sam", seed: int = 0, image_size: int = 1024) -> str:
-    """``save_pretrained`` a tiny transformers model (``kind`` in sam / sam_hq / sam2) into ``folder``."""
+    """``save_pretrained`` a tiny transformers model (``kind`` in :data:`HF_KINDS`) into ``folder``."""
     os.makedirs(folder, exist_ok=True)
     tiny_hf_model(kind, seed, image_size).save_pretrained(folder)
     return folder

@@ -25,7 +25,7 @@ from segenv.segmenters.hf_sam import HFSamSegmenter  # noqa: E402
 from segenv.segmenters.sam import SamSegmenter, import_segment_anything  # noqa: E402
 
 H, W = 96, 128  # non-square: exercises the bottom/right padding of SAM's 1024 frame
-KINDS = ["sam", "hf-sam", "hf-sam_hq", "hf-sam2"]
+KINDS = ["sam", "hf-sam", "hf-sam_hq", "hf-sam2", "hf-sam3_tracker"]
 SIZE = 256  # saved test models take 256 px input: 16x16 embedding, 64x64 low-res logits (16x cheaper)
 LOW = SIZE // 4  # the cross-check and the SamProcessor check below run the real 1024 / 256 shapes
 
@@ -78,7 +78,9 @@ def test_predict_protocol(loaded, kind):
         assert seg.family == kind[3:]
     m1, l1 = seg.predict(_pts([60, 50]), np.array([1]))
     assert m1.shape == (H, W) and m1.dtype == np.bool_
-    assert isinstance(l1, np.ndarray) and l1.shape == (1, LOW, LOW) and l1.dtype == np.float32
+    low = LOW if kind != "hf-sam3_tracker" else 4 * (SIZE // 14)  # SAM 3: 4x its 14-px patch grid
+    assert tuple(seg.lowres_size) == (low, low)
+    assert isinstance(l1, np.ndarray) and l1.shape == (1, low, low) and l1.dtype == np.float32
     assert len(seg.last_scores) == 1
     # 2 clicks + previous logits (numpy and torch forms are both accepted)
     m2, l2 = seg.predict(_pts([60, 50], [5, 5]), np.array([1, 0]), prev_logits=l1)
@@ -94,7 +96,7 @@ def test_predict_protocol(loaded, kind):
     # the image encoder ran once for the whole episode
     assert seg.encoder_calls == 1
     with pytest.raises(ValueError, match="prev_logits"):
-        seg.predict(_pts([60, 50]), np.array([1]), prev_logits=np.zeros((LOW + 1, LOW + 1), np.float32))
+        seg.predict(_pts([60, 50]), np.array([1]), prev_logits=np.zeros((low + 1, low + 1), np.float32))
 
 
 @pytest.mark.parametrize("kind", KINDS)
