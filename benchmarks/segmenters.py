@@ -1,6 +1,6 @@
 """Segmenter backends side by side: encoder / decoder cost, predict_many batching, memory.
 
-    python benchmarks/segmenters.py                       # grabcut + tiny sam / hf-sam / hf-sam_hq / hf-sam2
+    python benchmarks/segmenters.py                       # grabcut + tiny sam / hf-sam / hf-sam_hq / hf-sam2 / hf-sam3_tracker
     python benchmarks/segmenters.py --quick               # one image, fewer clicks and repeats
     python benchmarks/segmenters.py --sam /ckpt/sam_vit_b_01ec64.pth --hf /models/sam2.1-hiera-tiny
 
@@ -49,7 +49,7 @@ import numpy as np
 
 from segenv.segmenters import Prompt, make_segmenter
 
-TINY_BACKENDS = ("sam-tiny", "hf-sam-tiny", "hf-sam_hq-tiny", "hf-sam2-tiny")
+TINY_BACKENDS = ("sam-tiny", "hf-sam-tiny", "hf-sam_hq-tiny", "hf-sam2-tiny", "hf-sam3_tracker-tiny")
 
 
 @dataclass
@@ -178,6 +178,7 @@ def backend_factories(args: BenchArgs) -> list[tuple[str, Callable[[], Any]]]:
         "hf-sam-tiny": hf(lambda: tiny.tiny_hf_sam(args.seed)),
         "hf-sam_hq-tiny": hf(lambda: tiny.tiny_hf_sam_hq(args.seed)),
         "hf-sam2-tiny": hf(lambda: tiny.tiny_hf_sam2(args.seed)),
+        "hf-sam3_tracker-tiny": hf(lambda: tiny.tiny_hf_sam3_tracker(args.seed, image_size=1008)),
     }
     out = [(name, table[name]) for name in args.backends]
     for path in args.sam:
