@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
@@ -98,6 +99,10 @@ class EvalArgs:
     protocol: Literal["standard", "segagent"] = arg(
         "standard", "standard = the flags as given; segagent = SegAgent's released evaluation in one flag: --score best_predicted --limit 5000 "
         "--box-step counted --overlay-format jpeg --empty-targets keep (these override the same flags)")
+    shard: Optional[int] = arg(None, "this process's part of the episodes (k mod num_shards == shard); unset: "
+                               "$RANK as torchrun sets it, else 0")
+    num_shards: Optional[int] = arg(None, "processes sharing the run; unset: $WORLD_SIZE (torchrun), else 1. "
+                                    "Each writes OUT's shard files; the last to finish merges them into OUT")
     resume: bool = arg(False, "skip episodes already in OUT.episodes.jsonl (refused if the run's arguments differ)")
     progress: bool = arg(True, "no progress bar")
 
@@ -108,6 +113,12 @@ class EvalArgs:
             raise ValueError(f"--limit must be >= 1, got {self.limit}")
         for key, value in PROTOCOLS[self.protocol].items():
             setattr(self, key, value)
+        if self.num_shards is None:
+            self.num_shards = int(os.environ.get("WORLD_SIZE", 1))
+        if self.shard is None:
+            self.shard = int(os.environ.get("RANK", 0))
+        if not 0 <= self.shard < self.num_shards:
+            raise ValueError(f"need 0 <= shard < num_shards, got shard={self.shard} num_shards={self.num_shards}")
 
 
 RunArgs = EvalArgs  # the name benchmarks/run.py had
@@ -217,6 +228,13 @@ def evaluate(args: EvalArgs) -> dict:
     ``OUT.episodes.jsonl``, ``OUT.png`` (and ``OUT.sheet.png``), print the table, return the summary."""
     out = Path(args.out or f"results/{args.agent}-{args.env}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
+    if args.num_shards > 1:  # sharded (torchrun): this process's part, then the merge if all parts are done
+        from .eval_shards import merge_shards, shard_path
+
+        part = shard_path(out, args.shard, args.num_shards)
+        with output_lock(part):
+            _evaluate_locked(args, part)
+        return merge_shards(args, out)
     with output_lock(out):
         return _evaluate_locked(args, out)
 
@@ -277,7 +295,8 @@ def _evaluate_locked(args: EvalArgs, out: Path) -> dict:
     from tqdm.auto import tqdm
 
     t_start = time.perf_counter()
-    todo = [k for k in range(args.episodes) if k not in by_episode and k not in skipped_before]
+    todo = [k for k in range(args.episodes) if k not in by_episode and k not in skipped_before
+            and k % args.num_shards == args.shard]
     with episodes_path.open("a") as sink:
         for k in tqdm(todo, desc=f"{args.agent} on {args.env}", disable=not args.progress):
             frames: list[np.ndarray] = []
@@ -302,17 +321,32 @@ def _evaluate_locked(args: EvalArgs, out: Path) -> dict:
     trajs = [by_episode[k] for k in sorted(by_episode)]
     skip_empty = args.empty_targets == "skip" or (
         args.empty_targets == "auto" and not getattr(base.dataset, "no_target_items", False))
+    meta = {"split": getattr(base.dataset, "split", args.split), "segmenter": getattr(base.segmenter, "name", str(args.segmenter))}
+    summary = build_summary(args, meta, trajs, skipped, wall, skip_empty)
+    out.write_text(json.dumps(summary, indent=2))
+    plot_curve(summary, out.with_suffix(".png"))
+    if sheet_rows:
+        import cv2
+
+        cv2.imwrite(str(out.with_suffix(".sheet.png")), cv2.cvtColor(image_sheet(sheet_rows), cv2.COLOR_RGB2BGR))
+    print(format_table(summary))
+    print(f"wrote {out}, {out.with_suffix('.png')}, {episodes_path}")
+    env.close()
+    return summary
+
+
+def build_summary(args: EvalArgs, meta: dict, trajs: list, skipped: list, wall: float, skip_empty: bool) -> dict:
+    """The result JSON of a run: its identity, :func:`segenv.rollout.summarize` of the episodes
+    (items with an empty ground truth left out when ``skip_empty``), the skipped samples, the wall time."""
     empty = [t for t in trajs if t.empty_target] if skip_empty else []
     if empty:
         log.warning("%d items have an empty ground truth and are left out of the numbers "
                     "(--empty-targets keep scores them, IoU 1 for an empty mask)", len(empty))
         trajs = [t for t in trajs if not t.empty_target]
-
-    summary = {
+    return {
         "agent": args.agent,
         "env": args.env,
-        "split": getattr(base.dataset, "split", args.split),
-        "segmenter": getattr(base.segmenter, "name", str(args.segmenter)),
+        **meta,
         "max_clicks": args.max_clicks,
         "initial_state": args.initial_state,
         "seed": args.seed,
@@ -326,16 +360,6 @@ def _evaluate_locked(args: EvalArgs, out: Path) -> dict:
         "wall_seconds": wall,
         "args": asdict(args),
     }
-    out.write_text(json.dumps(summary, indent=2))
-    plot_curve(summary, out.with_suffix(".png"))
-    if sheet_rows:
-        import cv2
-
-        cv2.imwrite(str(out.with_suffix(".sheet.png")), cv2.cvtColor(image_sheet(sheet_rows), cv2.COLOR_RGB2BGR))
-    print(format_table(summary))
-    print(f"wrote {out}, {out.with_suffix('.png')}, {episodes_path}")
-    env.close()
-    return summary
 
 
 def _sheet_row(base, index: int, traj: Trajectory, frames: list[np.ndarray]) -> list[np.ndarray]:

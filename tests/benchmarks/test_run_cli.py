@@ -159,3 +159,28 @@ def test_oracle_finish_iou_stops_early(tmp_path):
     stop = main(base + ["--finish-iou", "0.9", "--out", str(tmp_path / "b.json")])
     assert stop["finish_rate"] == 1.0 and stop["clicks_used"] < full["clicks_used"]
     assert stop["miou"] >= 0.9 and stop["miou"] <= full["miou"] + 1e-9
+
+
+def test_torchrun_two_processes_merge_equal_one_process(tmp_path):
+    """#15: `torchrun --nproc_per_node 2 benchmarks/run.py ...` shards the episodes by RANK; the last
+    rank merges, and the merged result equals a one-process run."""
+    import os
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    torchrun = shutil.which("torchrun")
+    if torchrun is None:
+        pytest.skip("torchrun is not installed")
+    root = Path(__file__).resolve().parents[2]
+    args = ["--agent", "oracle", "--episodes", "6", "--max-clicks", "3", "--image-size", "64", "--no-progress"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run([torchrun, "--standalone", "--nproc_per_node", "2", str(root / "benchmarks" / "run.py"), *args,
+                    "--out", str(tmp_path / "two.json")], check=True, cwd=root, env=env, capture_output=True, timeout=300)
+    two = json.loads((tmp_path / "two.json").read_text())
+    one = main(args + ["--out", str(tmp_path / "one.json")])
+    assert two["shards"] == 2 and two["episodes"] == one["episodes"] == 6
+    for key in ("miou", "ciou", "miou_per_click", "noc90", "clicks_used"):
+        assert two[key] == one[key], key
+    merged = [json.loads(x)["episode"] for x in (tmp_path / "two.episodes.jsonl").read_text().splitlines()]
+    assert merged == list(range(6))
