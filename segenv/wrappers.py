@@ -9,6 +9,9 @@ libraries that cannot take a Text observation (stable-baselines3).
   (0 = padding), so the expression stays in the observation without any tokenizer.
 * :func:`make_sb3_env` composes it with a smaller observation size and keeps only the keys a
   policy needs.
+* :class:`ClickGrid`: a ``Discrete`` action space for RL (DQN, PPO with a categorical head): a
+  ``G x G`` grid of cells times {negative, positive}, plus ``Finish`` and ``No object`` as one
+  extra cell each on an ``action_mode="full"`` env.
 
 All follow gymnasium's wrapper conventions (``gymnasium.utils.RecordConstructorArgs``), so a
 wrapped env's ``env.spec`` lists its wrappers and ``gym.make(env.spec)`` rebuilds the same env.
@@ -25,7 +28,7 @@ from gymnasium import spaces
 from gymnasium.envs.registration import WrapperSpec
 from gymnasium.wrappers import TimeLimit
 
-__all__ = ["ClickBudgetTimeLimit", "TextToTokens", "make_sb3_env", "time_limit_kwargs"]
+__all__ = ["ClickBudgetTimeLimit", "ClickGrid", "TextToTokens", "make_sb3_env", "time_limit_kwargs"]
 
 
 def _default_max_clicks() -> int:
@@ -107,6 +110,61 @@ class TextToTokens(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
         tokens[: len(data)] = np.frombuffer(data, np.uint8)
         obs["text_tokens"] = tokens
         return obs
+
+
+class ClickGrid(gym.ActionWrapper, gym.utils.RecordConstructorArgs):
+    """``Discrete(2 G^2 [+ 2])`` actions: a click at a cell centre of a ``G x G`` grid, or an end action.
+
+    Index ``i < 2 G^2``: ``positive = i >= G^2``, cell ``k = i mod G^2`` (row-major, ``k = row * G +
+    col``), clicked at the cell centre ``((col + 0.5) / G, (row + 0.5) / G)``: the one grid codec
+    of the action text's ``<loc_k>`` tokens. On an ``action_mode="full"`` env two more indices follow:
+    ``2 G^2`` is ``Finish`` and ``2 G^2 + 1`` is ``No object``; a click-mode env has no end actions
+    (a ``Box(3)`` cannot express them). :meth:`index_of` maps an action back to its index.
+    """
+
+    def __init__(self, env: gym.Env, grid: int = 32) -> None:
+        if int(grid) < 1:
+            raise ValueError(f"grid must be >= 1, got {grid}")
+        gym.utils.RecordConstructorArgs.__init__(self, grid=int(grid))
+        gym.ActionWrapper.__init__(self, env)
+        self.grid = int(grid)
+        self.mode = getattr(env.unwrapped, "action_mode", "click")
+        self.n_clicks = 2 * self.grid**2
+        self.action_space = spaces.Discrete(self.n_clicks + (2 if self.mode == "full" else 0))
+
+    def to_action(self, index: int):
+        """The typed action (:mod:`segenv.actions`) of ``index``."""
+        from .actions import NO_OBJECT, STOP, Click
+
+        i = int(index)
+        if not 0 <= i < int(self.action_space.n):
+            raise ValueError(f"action index {index!r} is outside Discrete({self.action_space.n})")
+        if i >= self.n_clicks:
+            return STOP if i == self.n_clicks else NO_OBJECT
+        g2 = self.grid**2
+        row, col = divmod(i % g2, self.grid)
+        return Click((col + 0.5) / self.grid, (row + 0.5) / self.grid, i >= g2)
+
+    def index_of(self, action) -> int:
+        """The index of a typed action (a click goes to the cell it falls in)."""
+        from .actions import Click, end_action_name, parse_action
+
+        action = parse_action(action)
+        end = end_action_name(action)
+        if end is not None:
+            if self.mode != "full":
+                raise ValueError("end actions need an action_mode='full' env")
+            return self.n_clicks + (0 if end == "finish" else 1)
+        if not isinstance(action, Click):
+            raise ValueError(f"only clicks and end actions have a grid index, got {action!r}")
+        g = self.grid
+        cell = min(int(action.y * g), g - 1) * g + min(int(action.x * g), g - 1)
+        return cell + (g * g if action.positive else 0)
+
+    def action(self, action: Any) -> np.ndarray:
+        from .actions import action_to_space
+
+        return action_to_space(self.to_action(int(np.asarray(action).reshape(-1)[0])), self.mode)
 
 
 def make_sb3_env(

@@ -63,3 +63,44 @@ def test_sb3_check_env_and_short_ppo_run():
     obs, _ = env.reset(seed=0)
     action, _ = model.predict(obs, deterministic=True)
     assert env.action_space.contains(action.astype(np.float32))
+
+
+def test_click_grid_round_trip_and_check_env():
+    """#15 / #21: the discrete click grid maps every index to an action and back; on a full-mode env
+    Finish and No object are the two extra cells; the wrapped env passes gymnasium's check_env."""
+    import gymnasium as gym
+    from gymnasium.utils.env_checker import check_env
+
+    import segenv  # noqa: F401
+    from segenv.actions import Click, Finish, NoObject
+    from segenv.wrappers import ClickGrid
+
+    full = ClickGrid(gym.make("SegAgent-Shapes-v0", image_size=32, action_mode="full"), grid=4)
+    assert full.action_space.n == 2 * 16 + 2
+    for i in range(full.action_space.n):
+        assert full.index_of(full.to_action(i)) == i
+    assert full.to_action(0) == Click(0.125, 0.125, False) and full.to_action(16 + 6) == Click(0.625, 0.375, True)
+    assert isinstance(full.to_action(32), Finish) and isinstance(full.to_action(33), NoObject)
+    check_env(full, skip_render_check=True)
+    obs, _ = full.reset(seed=0, options={"index": 0})
+    _, _, terminated, _, info = full.step(32)  # Finish ends the episode and keeps the mask
+    assert terminated and info["end_action"] == "finish"
+    click = ClickGrid(gym.make("SegAgent-Shapes-v0", image_size=32), grid=4)
+    assert click.action_space.n == 32
+    check_env(click, skip_render_check=True)
+    with pytest.raises(ValueError, match="full"):
+        click.index_of(Finish())
+    with pytest.raises(ValueError, match="outside"):
+        click.to_action(32)
+    assert gym.make(click.spec).action_space.n == 32  # the spec records the wrapper
+
+
+def test_sb3_ppo_runs_through_the_click_grid():
+    sb3 = pytest.importorskip("stable_baselines3")
+    from segenv.wrappers import ClickGrid, make_sb3_env
+
+    env = ClickGrid(make_sb3_env(image_size=64, max_clicks=2, action_mode="full"), grid=4)
+    model = sb3.PPO("MultiInputPolicy", env, n_steps=64, batch_size=32, n_epochs=1, seed=0, verbose=0)
+    model.learn(total_timesteps=128)
+    action, _ = model.predict(env.observation_space.sample(), deterministic=True)
+    assert 0 <= int(action) < env.action_space.n
