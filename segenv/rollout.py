@@ -197,7 +197,7 @@ def run_episode(
             action, error = None, f"{type(exc).__name__}: {exc}"
         t1 = time.perf_counter()
         output = getattr(agent, "last_output", None)
-        predicted = getattr(agent, "last_iou", None)
+        predicted = None if error is not None else _predicted(agent)  # a raising agent states nothing new
         try:
             if action is not None and action is not INVALID:
                 action = parse_action(action)  # once here; the env takes the typed action as is
@@ -219,7 +219,7 @@ def run_episode(
             agent_seconds=t1 - t0,
             segmenter_seconds=seg,
             env_seconds=max(0.0, (t2 - t1) - seg),
-            predicted_iou=None if predicted is None else float(predicted),
+            predicted_iou=predicted,
             intersection=int(info.get("intersection", 0)),
             union=int(info.get("union", 0)),
         )
