@@ -13,7 +13,11 @@ Three kinds, each saved as ONE Hugging Face dataset (``datasets.load_from_disk(o
   ``finish_keep`` keeps that share of the end steps (class balance; seeded);
 
 * ``"first"``: empty-mask observations of dataset items (the overlay of an empty mask is the
-  image itself, so no segmenter call is needed), labelled with the oracle's first click;
+  image itself, so no segmenter call is needed), labelled with the oracle's first click, or
+  ``No Object Found`` (true IoU 1.0: both masks empty) when the item's target is empty; with
+  ``no_target_fraction=f`` that share of the items name an absent object (the Shapes datasets'
+  gRefCOCO-style items, issue #21) on the SAME images as the real items, so the model must read
+  the text to tell them apart;
 * ``"later"``: states of oracle episodes run through the rollout harness
   (:func:`segenv.rollout.run_episode`, the env's segmenter answering) from the initial states
   ``initial_states`` (one drawn per item, seeded), one example per step that strictly improves
@@ -84,6 +88,8 @@ class TinyDataConfig:
         initial_states: initial states drawn from (uniformly, per item) for later-click episodes.
         later_labels: ``"oracle"`` (the cell oracle's click) or ``"target"`` (a positive click on
             the target's deepest cell, whatever the mask) for later-click examples.
+        no_target_fraction: if set, the env's dataset is built with this share of no-target items
+            (``dataset_kwargs``; the Shapes datasets); None keeps the env id's own dataset.
         seed: seeds that draw and the episodes' reset seeds.
         progress: show a progress bar.
     """
@@ -105,6 +111,7 @@ class TinyDataConfig:
     policy: str = ""
     finish_iou: float = 0.98
     finish_keep: float = 1.0
+    no_target_fraction: Optional[float] = None
     seed: int = 0
     progress: bool = True
 
@@ -203,12 +210,17 @@ def _make_env(config: TinyDataConfig, initial_state: str) -> Any:
 
     import segenv  # noqa: F401  (registers the env ids)
 
+    extra: dict = {}
+    if config.no_target_fraction is not None:
+        spec_kwargs = gym.spec(config.env_id).kwargs
+        extra["dataset_kwargs"] = {**spec_kwargs.get("dataset_kwargs", {}), "no_target_fraction": config.no_target_fraction}
     return gym.make(config.env_id, split=config.split, max_clicks=config.max_clicks, image_size=config.obs_size,
-                    initial_state=initial_state)
+                    initial_state=initial_state, **extra)
 
 
 def first_click_examples(config: TinyDataConfig) -> list[dict]:
-    """Empty-mask examples of items ``start .. stop - 1`` (no segmenter call)."""
+    """Empty-mask examples of items ``start .. stop - 1`` (no segmenter call): the first click, or
+    ``No Object Found`` on an empty target."""
     from tqdm.auto import tqdm
 
     from segenv import render as R
@@ -218,13 +230,15 @@ def first_click_examples(config: TinyDataConfig) -> list[dict]:
     rows = []
     for i in tqdm(range(config.start, min(config.stop, len(dataset))), desc="first clicks", disable=not config.progress):
         sample = dataset[i]
-        label = label_cell(sample.mask, np.zeros_like(sample.mask), config.grid)
-        if label is None:  # an empty target: no click to learn
-            continue
         image = prep_image(R.resize_image(sample.image, config.obs_size), config.image_size)
-        rows.append({"image": image, "text": sample.text, "positive": label[0], "cell": label[1],
-                     "sample_index": i, "step": 0, "kind": "first", "action": "click",
-                     "iou": 0.0})
+        row = {"image": image, "text": sample.text, "sample_index": i, "step": 0, "kind": "first"}
+        if not sample.mask.any():  # the text names nothing in the image; both masks empty: IoU 1
+            rows.append({**row, "positive": True, "cell": 0, "action": "no_object", "iou": 1.0})
+            continue
+        label = label_cell(sample.mask, np.zeros_like(sample.mask), config.grid)
+        if label is None:  # pragma: no cover (a non-empty target always has a deepest pixel)
+            continue
+        rows.append({**row, "positive": label[0], "cell": label[1], "action": "click", "iou": 0.0})
     env.close()
     return rows
 

@@ -126,6 +126,24 @@ def test_train_tiny_few_steps_lower_the_loss_and_evaluate_through_the_harness(tm
     assert (Path(config.out) / "training_history.json").exists() and (Path(config.out) / "learning_curve.png").exists()
 
 
+def test_first_examples_answer_no_object_on_items_that_name_an_absent_object():
+    """With no_target_fraction, empty-target items become `No Object Found` rows (IoU 1: both masks
+    empty) on the same images as the real items, whose rows stay first clicks (issue #21)."""
+    from agents.training.tiny_data import TinyDataConfig, build_examples
+
+    config = TinyDataConfig(kind="first", stop=30, no_target_fraction=0.5, progress=False)
+    ds = build_examples(config)
+    plain = build_examples(TinyDataConfig(kind="first", stop=30, progress=False))
+    assert len(ds) == len(plain) == 30
+    no_object = [i for i, a in enumerate(ds["action"]) if a == "no_object"]
+    assert 5 <= len(no_object) <= 25 and set(ds["action"]) == {"click", "no_object"}
+    for i in no_object:
+        assert ds[i]["iou"] == 1.0 and ds[i]["text"] != plain[i]["text"]
+        assert np.array_equal(np.asarray(ds[i]["image"]), np.asarray(plain[i]["image"]))
+    clicks = [i for i in range(30) if i not in no_object]
+    assert [ds[i]["cell"] for i in clicks] == [plain[i]["cell"] for i in clicks]
+
+
 def test_later_click_examples_come_from_harness_episodes():
     """Observations before each strictly improving cell-oracle click, labelled with that click."""
     from agents.training.tiny_data import TinyDataConfig, build_examples, cell_to_xy
