@@ -1,4 +1,4 @@
-"""Baseline agents: uniformly random clicks (the floor every policy must beat)."""
+"""Baseline agents: uniformly random clicks (the floor every policy must beat) and the zero-click text baseline."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from segenv.actions import Click
+from segenv.actions import Click, Finish, NoObject
 
 
 @dataclass
@@ -30,3 +30,33 @@ class RandomAgent:
         self._step += 1
         x, y = self._rng.random(2)
         return Click(float(x), float(y), positive)
+
+
+@dataclass
+class TextOnlyAgent:
+    """The zero-click baseline: the text segmenter's mask as the answer (``--agent sam3-text``).
+
+    The mask comes from the env's ``initial_state="text"`` (one text-model call per episode, in
+    ``reset``); the agent only ends the episode at step 1: ``NoObject`` when the answer is empty
+    (no instance reached the text segmenter's threshold: recorded as an empty mask, and right on
+    a no-target item), else ``Finish``, keeping the mask. It uses no click, so the harness
+    reports its mIoU / cIoU with 0 clicks used beside the clicking agents.
+
+    Args:
+        text_segmenter: the text segmenter spec the env is built with (``"sam3:/path/to/sam3"``).
+    """
+
+    text_segmenter: str
+    needs_gt: bool = False
+
+    @property
+    def env_overrides(self) -> dict[str, Any]:
+        """Env arguments this agent needs (the harness applies them before it builds the env)."""
+        return {"initial_state": "text", "text_segmenter": self.text_segmenter}
+
+    def reset(self, obs: dict, info: dict) -> None:
+        if "text_score" not in info:
+            raise ValueError("the sam3-text agent needs an env made with initial_state='text' (its env_overrides)")
+
+    def act(self, obs: dict, info: dict) -> Any:
+        return Finish() if np.asarray(obs["mask"]).any() else NoObject()

@@ -77,7 +77,10 @@ class EvalArgs:
     end_actions: bool = arg(True, "mllm: no Finish / No Object Found answers (banned in decoding): a fixed click budget")
     finish_iou: Optional[float] = arg(None, "oracle: answer Finish once the IoU reaches this (unset: only when "
                                       "nothing is left to fix, so it uses its whole budget as RITM's protocol)")
-    initial_state: Literal["empty", "box", "points"] = arg("empty", "the initial mask (paper B.1)")
+    initial_state: Literal["empty", "box", "points", "text"] = arg(
+        "empty", "the initial mask (paper B.1); text = the --text-segmenter's mask for the expression (Tab. 5 row)")
+    text_segmenter: Optional[str] = arg(None, "text segmenter for --initial-state text and --agent sam3-text: "
+                                        "sam3:/path/to/sam3 (SAM 3's text model, a local folder of model_type 'sam3')")
     box_step: Literal["counted", "free"] = arg(
         "counted", "with --initial-state box: counted = the box is step 1 of --max-clicks, as SegAgent's released "
         "loop; free = the box is given before the clicks and uses none of them")
@@ -137,6 +140,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> EvalArgs:
 
 def make_env(args: EvalArgs, render: bool = False) -> gym.Env:
     kwargs: dict = {"max_clicks": args.max_clicks, "initial_state": args.initial_state, "target_iou": args.target_iou}
+    if args.text_segmenter is not None:
+        kwargs["text_segmenter"] = args.text_segmenter
     if args.initial_state == "box":
         kwargs["box_step"] = args.box_step == "counted"
     for key, value in (("split", args.split), ("segmenter", args.segmenter), ("image_size", args.image_size), ("data_root", args.data_root)):
@@ -153,7 +158,7 @@ def make_env(args: EvalArgs, render: bool = False) -> gym.Env:
 # the arguments that decide what a run's episodes are: --resume refuses a run whose values differ
 RUN_IDENTITY = ("agent", "env", "split", "seed", "max_clicks", "segmenter", "model", "temperature", "end_actions", "dtype", "finish_iou",
                 "overlay_format",
-                "initial_state", "box_step", "image_size", "target_iou", "data_root", "score", "limit",
+                "initial_state", "text_segmenter", "box_step", "image_size", "target_iou", "data_root", "score", "limit",
                 "empty_targets", "protocol")
 
 
@@ -228,15 +233,35 @@ def evaluate(args: EvalArgs) -> dict:
     ``OUT.episodes.jsonl``, ``OUT.png`` (and ``OUT.sheet.png``), print the table, return the summary."""
     out = Path(args.out or f"results/{args.agent}-{args.env}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
+    agent = make_agent(args.agent, seed=args.seed, model=args.model, temperature=args.temperature,
+                       allow_end=args.end_actions, dtype=args.dtype, overlay_format=args.overlay_format,
+                       trust_remote_code=args.trust_remote_code, finish_iou=args.finish_iou,
+                       text_segmenter=args.text_segmenter)
+    args = with_agent_overrides(args, agent)
     if args.num_shards > 1:  # sharded (torchrun): this process's part, then the merge if all parts are done
         from .eval_shards import merge_shards, shard_path
 
         part = shard_path(out, args.shard, args.num_shards)
         with output_lock(part):
-            _evaluate_locked(args, part)
+            _evaluate_locked(args, part, agent)
         return merge_shards(args, out)
     with output_lock(out):
-        return _evaluate_locked(args, out)
+        return _evaluate_locked(args, out, agent)
+
+
+def with_agent_overrides(args: EvalArgs, agent: Any) -> EvalArgs:
+    """``args`` with the env arguments the agent says it needs (``agent.env_overrides``: e.g. the
+    ``sam3-text`` baseline starts every episode from the text mask), so the run's identity, the
+    summary and every shard record what was actually run. A flag given that contradicts it is an error."""
+    overrides = dict(getattr(agent, "env_overrides", None) or {})
+    for key, value in overrides.items():
+        if not hasattr(args, key):
+            raise ValueError(f"agent {args.agent!r} needs env argument {key}={value!r}, which the harness cannot set")
+        given, default = getattr(args, key), EvalArgs.__dataclass_fields__[key].default
+        if given not in (default, value):
+            raise ValueError(f"--agent {args.agent} runs with --{key.replace('_', '-')} {value}; "
+                             f"got --{key.replace('_', '-')} {given}")
+    return replace(args, **overrides) if overrides else args
 
 
 @contextmanager
@@ -267,13 +292,10 @@ def output_lock(out: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _evaluate_locked(args: EvalArgs, out: Path) -> dict:
+def _evaluate_locked(args: EvalArgs, out: Path, agent: Any) -> dict:
     episodes_path = out.with_suffix(".episodes.jsonl")
     env = make_env(args, render=args.sheet > 0)
     base = env.unwrapped
-    agent = make_agent(args.agent, seed=args.seed, model=args.model, temperature=args.temperature,
-                       allow_end=args.end_actions, dtype=args.dtype, overlay_format=args.overlay_format,
-                       trust_remote_code=args.trust_remote_code, finish_iou=args.finish_iou)
 
     run_path = out.with_suffix(".run.json")
     if args.resume:
@@ -349,8 +371,9 @@ def build_summary(args: EvalArgs, meta: dict, trajs: list, skipped: list, wall: 
         **meta,
         "max_clicks": args.max_clicks,
         "initial_state": args.initial_state,
+        "text_segmenter": args.text_segmenter,
         "seed": args.seed,
-        "model": args.model if args.agent == "mllm" else None,
+        "model": args.model,
         "protocol": args.protocol,
         "limit": args.limit,
         "empty_targets": "skip" if skip_empty else "keep",

@@ -46,6 +46,19 @@ def _random(seed: int = 0, **_: Any):
     return RandomAgent(seed=seed)
 
 
+@register_agent("sam3-text")
+def _sam3_text(model: "str | None" = None, text_segmenter: "str | None" = None, **_: Any):
+    """SAM 3's text model alone, no click: ``--agent sam3-text --model /path/to/sam3`` (or
+    ``--text-segmenter sam3:/path``)."""
+    from .baselines import TextOnlyAgent
+
+    spec = text_segmenter or (f"sam3:{model}" if model else None)
+    if not spec:
+        raise ValueError("--agent sam3-text needs SAM 3's text model: --model /path/to/sam3 (a local folder of "
+                         "model_type 'sam3') or --text-segmenter sam3:/path/to/sam3")
+    return TextOnlyAgent(text_segmenter=spec)
+
+
 @register_agent("scripted")
 def _scripted(seed: int = 0, **_: Any):
     from .scripted import ScriptedShapesAgent

@@ -15,14 +15,16 @@ from gymnasium import spaces
 from . import render as R
 from .actions import INVALID, Action, BoxPrompt, Click, NoObject, end_action_name, parse_action
 from .datasets import Dataset, Sample, make_dataset
+from .initial_states import INITIAL_STATES as _INITIAL_STATE_REGISTRY
+from .initial_states import InitialContext
 from .metrics import intersection_union
-from .segmenters import Segmenter, make_segmenter
+from .segmenters import Segmenter, TextSegmenter, make_segmenter, make_text_segmenter
 
 __all__ = ["INVALID", "SegEnv"]  # INVALID lives in segenv.actions; re-exported for older imports
 
 TEXT_CHARSET = string.printable
 TEXT_MAX_LENGTH = 512
-INITIAL_STATES = ("empty", "box", "points")
+INITIAL_STATES = tuple(_INITIAL_STATE_REGISTRY.names())  # segenv.initial_states: one function each
 ACTION_MODES = ("click", "full")
 
 
@@ -78,8 +80,11 @@ class SegEnv(gym.Env):
     ## Starting State
     A sample drawn with ``self.np_random`` (or ``options={"index": i}``); the initial mask is
     ``"empty"``, ``"box"`` (the segmenter's mask for the ground-truth box; the box then stays
-    a prompt) or ``"points"`` (the segmenter's mask for ``initial_points`` random pixels inside
-    the ground-truth box, labelled by ground truth; they stay prompts, not counted as clicks).
+    a prompt), ``"points"`` (the segmenter's mask for ``initial_points`` random pixels inside
+    the ground-truth box, labelled by ground truth; they stay prompts, not counted as clicks) or
+    ``"text"`` (``text_segmenter``'s answer to the expression, e.g. SAM 3's text model; its box
+    stays a prompt; reset ``info`` adds ``text_score`` and ``text_instances``): one function each
+    in :mod:`segenv.initial_states`.
     With ``box_step=True`` and the ``"box"`` state the box is the FIRST of the ``max_clicks``
     steps, as in SegAgent's released loop (the agent has ``max_clicks - 1`` clicks left); the
     reset ``info`` then carries ``box_step``, ``iou_before_box``, ``intersection_before_box`` and
@@ -106,7 +111,9 @@ class SegEnv(gym.Env):
     ## Arguments
     ``dataset`` (name or instance), ``split``, ``data_root``, ``dataset_kwargs``, ``segmenter``
     (name, ``"name:/path"`` or instance), ``segmenter_kwargs``, ``image_size`` (512; 448 for
-    Qwen), ``max_clicks`` (7), ``target_iou`` (None), ``initial_state``, ``initial_points``,
+    Qwen), ``max_clicks`` (7), ``target_iou`` (None), ``initial_state``, ``initial_points``, ``text_segmenter``
+    (``"sam3:/path"`` or an object with ``segment(image, text)``; needed by ``initial_state="text"``),
+    ``text_segmenter_kwargs`` (e.g. ``{"threshold": 0.3}``),
     ``action_mode`` (``"click"`` or ``"full"``), ``step_cost`` (0), ``finish_bonus`` (0), ``box_step`` (False),
     ``overlay_color``, ``overlay_alpha``, ``draw_clicks``, ``render_mode``.
 
@@ -130,6 +137,8 @@ class SegEnv(gym.Env):
         target_iou: Optional[float] = None,
         initial_state: str = "empty",
         initial_points: int = 3,
+        text_segmenter: "str | TextSegmenter | None" = None,
+        text_segmenter_kwargs: Optional[dict] = None,
         action_mode: str = "click",
         step_cost: float = 0.0,
         finish_bonus: float = 0.0,
@@ -141,8 +150,12 @@ class SegEnv(gym.Env):
     ) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']}, got {render_mode!r}")
-        if initial_state not in INITIAL_STATES:
-            raise ValueError(f"initial_state must be one of {INITIAL_STATES}, got {initial_state!r}")
+        if initial_state not in _INITIAL_STATE_REGISTRY.names():
+            raise ValueError(f"initial_state must be one of {_INITIAL_STATE_REGISTRY.names()}, got {initial_state!r}")
+        if initial_state == "text" and text_segmenter is None:
+            raise ValueError("initial_state='text' starts from a text segmenter's mask: pass "
+                             "text_segmenter='sam3:/path/to/sam3' (SAM 3's text model, a local folder) or an object "
+                             "with segment(image, text)")
         if action_mode not in ACTION_MODES:
             raise ValueError(f"action_mode must be one of {ACTION_MODES}, got {action_mode!r}")
         for name, value in (("step_cost", step_cost), ("finish_bonus", finish_bonus)):
@@ -164,6 +177,9 @@ class SegEnv(gym.Env):
         if len(self.dataset) == 0:
             raise ValueError(f"dataset {getattr(self.dataset, 'name', dataset)!r} split {split!r} is empty")
         self.segmenter: Segmenter = make_segmenter(segmenter, **(segmenter_kwargs or {}))
+        self.text_segmenter: Optional[TextSegmenter] = (
+            None if text_segmenter is None else make_text_segmenter(text_segmenter, **(text_segmenter_kwargs or {}))
+        )
         self.image_size = int(image_size)
         self.max_clicks = int(max_clicks)
         self.target_iou = target_iou
@@ -217,40 +233,22 @@ class SegEnv(gym.Env):
         self.last_segmenter_seconds = 0.0
         t0 = time.perf_counter()
         self.segmenter.set_image(sample.image)
-        mask = np.zeros((h, w), bool)
-        before_box: dict = {}
+        extra: dict = {}  # reset-only info: the box step's empty start, the text answer's score
         if self.box_step:  # the empty mask the box step starts from (the harness records the step)
-            self._set_mask(mask)
-            before_box = {"box_step": True, "iou_before_box": float(self._iou),
-                          "intersection_before_box": int(self._inter), "union_before_box": int(self._union)}
-        if self.initial_state == "box":
-            x0, y0, x1, y1 = sample.box
-            self._box = np.array([x0, y0, x1, y1], np.float32)
-            mask, self._logits = self.segmenter.predict(np.zeros((0, 2), np.float32), np.zeros(0, np.int64), self._box)
-        elif self.initial_state == "points":
-            self._add_random_points(sample)
-            mask, self._logits = self.segmenter.predict(*self._prompt_arrays())
+            self._set_mask(np.zeros((h, w), bool))
+            extra = {"box_step": True, "iou_before_box": float(self._iou),
+                     "intersection_before_box": int(self._inter), "union_before_box": int(self._union)}
+        start = _INITIAL_STATE_REGISTRY.get(self.initial_state)(
+            InitialContext(sample, self.segmenter, self.np_random, self.initial_points, self.text_segmenter))
+        self._points, self._labels, self._box, self._logits = list(start.points), list(start.labels), start.box, start.logits
         self.last_segmenter_seconds = time.perf_counter() - t0
-        self._set_mask(mask)
+        self._set_mask(np.asarray(start.mask))
+        extra.update(start.info)
         if self.box_step:
             self._num_clicks = 1  # the box used the first of the max_clicks steps
             x0, y0, x1, y1 = (float(v) for v in self._box)
-            before_box["box"] = (x0 / w, y0 / h, x1 / w, y1 / h)
-        return self._observation(), {**self._info(invalid=False), **before_box}
-
-    def _add_random_points(self, sample: Sample) -> None:
-        x0, y0, x1, y1 = sample.box
-        for _ in range(self.initial_points):
-            col = int(self.np_random.integers(x0, max(x0 + 1, x1)))
-            row = int(self.np_random.integers(y0, max(y0 + 1, y1)))
-            self._points.append((float(col), float(row)))
-            self._labels.append(int(sample.mask[row, col]))
-        if 1 not in self._labels:  # make sure the initial mask is not trivially empty
-            rows, cols = np.nonzero(sample.mask)
-            if len(rows):
-                k = int(self.np_random.integers(len(rows)))
-                self._points.append((float(cols[k]), float(rows[k])))
-                self._labels.append(1)
+            extra["box"] = (x0 / w, y0 / h, x1 / w, y1 / h)
+        return self._observation(), {**self._info(invalid=False), **extra}
 
     def step(self, action: "Action | np.ndarray | None"):
         if self._sample is None:

@@ -10,10 +10,15 @@ The SAM family is one adapter per model family over one shared flow:
 * ``hf_sam.py`` (``hf:``): transformers folders; its ``HF_FAMILIES`` table maps ``config.json``'s
   ``model_type`` to an adapter: ``hf_sam1.py`` (SAM, SAM-HQ), ``hf_sam2.py`` (SAM 2 / 2.1).
   A new family is one more adapter module plus one row in that table.
+
+Text segmenters (``text.py``: ``segment(image, text) -> TextMask``, no click) are a second, small
+registry: ``sam3:`` is SAM 3's text-prompted ``Sam3Model`` (``hf_sam3_text.py``). They give the
+env's ``initial_state="text"`` and the ``sam3-text`` baseline agent.
 """
 
 from .base import Prompt, Segmenter, SegmenterBase, make_segmenter, register_segmenter, segmenter_names
 from .grabcut import GrabCutSegmenter
+from .text import TextMask, TextSegmenter, make_text_segmenter, register_text_segmenter, text_segmenter_names
 
 
 @register_segmenter("sam")
@@ -45,4 +50,6 @@ def _build_hf(**kwargs) -> Segmenter:
     return HFSamSegmenter(**kwargs)
 
 
-__all__ = ["Prompt", "Segmenter", "SegmenterBase", "GrabCutSegmenter", "make_segmenter", "register_segmenter", "segmenter_names"]
+__all__ = ["Prompt", "Segmenter", "SegmenterBase", "GrabCutSegmenter", "TextMask", "TextSegmenter", "make_segmenter",
+           "make_text_segmenter", "register_segmenter", "register_text_segmenter", "segmenter_names",
+           "text_segmenter_names"]

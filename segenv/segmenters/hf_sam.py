@@ -88,41 +88,50 @@ def family_of_model(model: Any) -> str:
     )
 
 
-def read_hf_folder(path: str) -> tuple[str, dict]:
-    """Check that ``path`` is a local transformers SAM-family folder; return (family, config dict)."""
+def read_local_config(path: str, prefix: str, how_to_set: str, expected: str) -> dict:
+    """``config.json`` of the local transformers folder ``path``, or a clear error: a hub id (no
+    downloads here), a missing path, a single ``.pth`` file or a folder without ``config.json``.
+    ``prefix`` names the spec in messages (``"hf"``), ``how_to_set`` says how to give a folder and
+    ``expected`` what the folder should hold."""
     path = os.path.expanduser(str(path))
     if not os.path.exists(path):
         looks_like_hub_id = not os.path.isabs(path) and path.count("/") == 1 and not path.startswith(".")
         what = "looks like a Hugging Face hub id" if looks_like_hub_id else "does not exist"
         raise FileNotFoundError(
-            f"hf: {path!r} {what}. segagent loads only local folders (no downloads): download the model "
+            f"{prefix}: {path!r} {what}. segagent loads only local folders (no downloads): download the model "
             f"elsewhere (e.g. `huggingface-cli download {path if looks_like_hub_id else 'facebook/sam-vit-base'} "
-            f"--local-dir /models/NAME`), copy it here and pass the folder: {_how_to_set()}"
+            f"--local-dir /models/NAME`), copy it here and pass the folder: {how_to_set}"
         )
     if os.path.isfile(path):
         if path.endswith((".pth", ".pt")):
             raise ValueError(
-                f"hf: {path} is a single .pth file, not a transformers folder; segment-anything checkpoints "
+                f"{prefix}: {path} is a single .pth file, not a transformers folder; segment-anything checkpoints "
                 f"load with the 'sam' backend: --segmenter sam:{path}"
             )
-        raise ValueError(f"hf: expected a transformers model folder (config.json + weights), got the file {path}")
+        raise ValueError(f"{prefix}: expected a transformers model folder (config.json + weights), got the file {path}")
     cfg_path = os.path.join(path, "config.json")
     if not os.path.isfile(cfg_path):
         files = sorted(os.listdir(path))
         pths = [f for f in files if f.endswith((".pth", ".pt"))]
         hint = f"; for a segment-anything checkpoint use --segmenter sam:{os.path.join(path, pths[0])}" if pths else ""
         raise ValueError(
-            f"hf: no config.json in {path} (found {files[:8]}{'...' if len(files) > 8 else ''}); expected a folder "
-            f"written by save_pretrained with model_type in {sorted(SUPPORTED_MODEL_TYPES)}{hint}"
+            f"{prefix}: no config.json in {path} (found {files[:8]}{'...' if len(files) > 8 else ''}); expected a folder "
+            f"written by save_pretrained with {expected}{hint}"
         )
     with open(cfg_path) as f:
-        cfg = json.load(f)
+        return json.load(f)
+
+
+def read_hf_folder(path: str) -> tuple[str, dict]:
+    """Check that ``path`` is a local transformers SAM-family folder; return (family, config dict)."""
+    cfg = read_local_config(path, "hf", _how_to_set(), f"model_type in {sorted(SUPPORTED_MODEL_TYPES)}")
     model_type = cfg.get("model_type")
     if model_type in ("sam3", "sam3_video"):
         raise ValueError(
             f"hf: {path} is a SAM 3 text-prompted model (model_type={model_type!r}, Sam3Model): it segments the "
             "instances of a phrase and takes no clicks. The click segmenter is SAM 3's tracker: pass a folder of "
             "model_type 'sam3_tracker' (Sam3TrackerModel)"
+            + (f"; this folder is a text segmenter: --text-segmenter sam3:{path}" if model_type == "sam3" else "")
         )
     if model_type not in SUPPORTED_MODEL_TYPES:
         raise ValueError(

@@ -27,6 +27,9 @@ from typing import Any
 
 TINY_VIT = dict(embed_dim=128, depth=2, num_heads=4, global_attn_indexes=[1], window_size=14, img_size=1024, patch_size=16)
 HF_KINDS = ("sam", "sam_hq", "sam2", "sam3_tracker")
+# the tiny SAM 3 text model's word-level vocabulary: the procedural captions' words (ids 2..)
+TINY_WORDS = ("the a an of object small large red green blue yellow orange purple white black circle square "
+              "triangle star cross ring frame grid line zigzag left right top bottom").split()
 
 
 def tiny_sam_arch(image_size: int = 1024) -> dict:
@@ -163,6 +166,55 @@ def tiny_hf_sam3_tracker(seed: int = 0, image_size: int = 224):
     )
     torch.manual_seed(seed)
     return Sam3TrackerModel(config).eval()
+
+
+def tiny_hf_sam3_text(seed: int = 0, image_size: int = 224):
+    """transformers ``Sam3Model`` (SAM 3's text-prompted model) with the tracker's tiny vision tower, a
+    2-layer 32-wide CLIP text encoder (vocabulary 99) and 1-layer 32-wide DETR encoder / decoder with
+    8 queries (random seeded weights; ~0.26 M parameters)."""
+    import torch
+    from transformers import Sam3Config, Sam3Model
+
+    side = max(28, image_size // 14 * 14)
+    g = side // 14
+    vit = dict(model_type="sam3_vit_model", hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+               num_attention_heads=2, image_size=side, patch_size=14, window_size=min(8, g), pretrain_image_size=side)
+    vision = dict(model_type="sam3_vision_model", backbone_config=vit, fpn_hidden_size=32,
+                  backbone_feature_sizes=[[4 * g, 4 * g], [2 * g, 2 * g], [g, g]])
+    small = dict(hidden_size=32, num_attention_heads=2, intermediate_size=64)
+    text = dict(model_type="clip_text_model", vocab_size=99, hidden_size=32, intermediate_size=64, projection_dim=32,
+                num_hidden_layers=2, num_attention_heads=2, max_position_embeddings=32, pad_token_id=1,
+                bos_token_id=97, eos_token_id=98)
+    config = Sam3Config(vision_config=vision, text_config=text, geometry_encoder_config=dict(num_layers=1, **small),
+                        detr_encoder_config=dict(num_layers=1, **small),
+                        detr_decoder_config=dict(num_layers=1, num_queries=8, **small),
+                        mask_decoder_config=dict(hidden_size=32, num_attention_heads=2))
+    torch.manual_seed(seed)
+    return Sam3Model(config).eval()
+
+
+def tiny_text_tokenizer():
+    """A word-level fast tokenizer for :func:`tiny_hf_sam3_text` (the real SAM 3 folder ships CLIP's BPE):
+    lower-cased words of :data:`TINY_WORDS`, ``<unk>`` 0, ``<pad>`` 1, ``<bos>`` 97, ``<eos>`` 98 around each text."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"<unk>": 0, "<pad>": 1, **{w: i + 2 for i, w in enumerate(TINY_WORDS)}, "<bos>": 97, "<eos>": 98}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.normalizer = normalizers.Lowercase()
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.post_processor = processors.TemplateProcessing(single="<bos> $A <eos>", special_tokens=[("<bos>", 97), ("<eos>", 98)])
+    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", pad_token="<pad>", bos_token="<bos>",
+                                   eos_token="<eos>")
+
+
+def save_tiny_sam3_text(folder: str, seed: int = 0, image_size: int = 224) -> str:
+    """``save_pretrained`` :func:`tiny_hf_sam3_text` and :func:`tiny_text_tokenizer` into ``folder``
+    (a SAM 3 text-model folder as the text segmenter loads it)."""
+    os.makedirs(folder, exist_ok=True)
+    tiny_hf_sam3_text(seed, image_size).save_pretrained(folder)
+    tiny_text_tokenizer().save_pretrained(folder)
+    return folder
 
 
 def tiny_hf_model(kind: str, seed: int = 0, image_size: int = 1024) -> Any:
