@@ -74,6 +74,14 @@ class Registry(Generic[T]):
         """``get(name)(**kwargs)``."""
         return self.get(name)(**kwargs)
 
+    def build_spec(self, spec: str, /, path_kwarg: str = "checkpoint", **kwargs) -> T:
+        """Build from ``"name"`` or ``"name:/path"``: the path goes to the factory as ``path_kwarg``
+        (``"sam:/ckpt/sam_vit_b.pth"`` -> ``factory(checkpoint="/ckpt/sam_vit_b.pth")``)."""
+        name, _, path = spec.partition(":")
+        if path:
+            kwargs.setdefault(path_kwarg, path)
+        return self.build(name, **kwargs)
+
     def names(self) -> list[str]:
         """Registered names, sorted."""
         return sorted(self._factories)

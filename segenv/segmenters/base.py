@@ -102,11 +102,7 @@ def make_segmenter(spec: "str | Segmenter", **kwargs) -> Segmenter:
     """Build a segmenter from ``"name"`` or ``"name:/path/to/checkpoint"``; instances pass through."""
     if not isinstance(spec, str):
         return spec
-    name, _, path = spec.partition(":")
-    factory = SEGMENTERS.get(name)
-    if path:
-        kwargs.setdefault("checkpoint", path)
-    return factory(**kwargs)
+    return SEGMENTERS.build_spec(spec, **kwargs)
 
 
 def segmenter_names() -> list[str]:

@@ -80,11 +80,7 @@ def make_text_segmenter(spec: "str | TextSegmenter", **kwargs) -> TextSegmenter:
         if not callable(getattr(spec, "segment", None)):
             raise TypeError(f"a text segmenter needs a segment(image, text) method, got {type(spec).__name__}")
         return spec
-    name, _, path = spec.partition(":")
-    factory = TEXT_SEGMENTERS.get(name)
-    if path:
-        kwargs.setdefault("checkpoint", path)
-    return factory(**kwargs)
+    return TEXT_SEGMENTERS.build_spec(spec, **kwargs)
 
 
 def text_segmenter_names() -> list[str]:

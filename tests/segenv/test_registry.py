@@ -23,6 +23,16 @@ def test_register_build_get_names():
     assert "a" in reg and "c" not in reg and len(reg) == 2
 
 
+def test_build_spec_passes_the_path_as_the_checkpoint():
+    reg: Registry[dict] = Registry("thing")
+    reg.add("echo", lambda **kw: kw)
+    assert reg.build_spec("echo") == {}
+    assert reg.build_spec("echo:/a/b:c", device="cpu") == {"checkpoint": "/a/b:c", "device": "cpu"}
+    assert reg.build_spec("echo:/p", path_kwarg="root") == {"root": "/p"}
+    with pytest.raises(KeyError, match="unknown thing 'nope'"):
+        reg.build_spec("nope:/x")
+
+
 def test_unknown_name_lists_registered():
     reg: Registry[int] = Registry("widget")
     reg.add("one", lambda: 1)
