@@ -12,7 +12,16 @@ The SAM family is one adapter per model family over one shared flow:
   A new family is one more adapter module plus one row in that table.
 """
 
-from .base import Prompt, Segmenter, SegmenterBase, make_segmenter, register_segmenter, segmenter_names
+from .base import (
+    Prompt,
+    Segmenter,
+    SegmenterBase,
+    make_segmenter,
+    predict_batch,
+    register_segmenter,
+    segmenter_names,
+    spawn_segmenters,
+)
 from .grabcut import GrabCutSegmenter
 
 
@@ -45,4 +54,14 @@ def _build_hf(**kwargs) -> Segmenter:
     return HFSamSegmenter(**kwargs)
 
 
-__all__ = ["Prompt", "Segmenter", "SegmenterBase", "GrabCutSegmenter", "make_segmenter", "register_segmenter", "segmenter_names"]
+__all__ = [
+    "GrabCutSegmenter",
+    "Prompt",
+    "Segmenter",
+    "SegmenterBase",
+    "make_segmenter",
+    "predict_batch",
+    "register_segmenter",
+    "segmenter_names",
+    "spawn_segmenters",
+]
