@@ -41,7 +41,8 @@ class VectorBenchArgs:
     env_id: str = arg("SegAgent-Shapes-v0", "registered env id")
     num_envs: tuple[int, ...] = arg((1, 2, 4, 8), "numbers of sub-envs")
     modes: list[str] = arg(list(MODES), "vector modes to time", choices=MODES)
-    steps: int = arg(40, "timed vector steps per (mode, num_envs)")
+    steps: int = arg(40, "timed vector steps per (mode, num_envs) and repeat")
+    repeats: int = arg(3, "timed runs per cell, interleaved over all cells; the median is reported (a shared, noisy machine)")
     warmup: int = arg(3, "untimed vector steps first (model load, first episode)")
     image_size: Optional[int] = arg(None, "observation size S (None: the id's default)")
     max_clicks: Optional[int] = arg(None, "clicks per episode (None: the id's default)")
@@ -53,12 +54,14 @@ class VectorBenchArgs:
 
     def __post_init__(self) -> None:
         if self.quick:
-            self.num_envs, self.steps, self.warmup = tuple(n for n in self.num_envs if n <= 2) or (1, 2), 3, 1
+            self.num_envs, self.steps, self.warmup, self.repeats = tuple(n for n in self.num_envs if n <= 2) or (1, 2), 3, 1, 1
             self.image_size = self.image_size or 32
         if not self.num_envs or min(self.num_envs) < 1:
             raise ValueError(f"num_envs must be >= 1, got {self.num_envs}")
         if self.steps < 1 or self.warmup < 0:
             raise ValueError("steps must be >= 1 and warmup >= 0")
+        if self.repeats < 1:
+            raise ValueError(f"repeats must be >= 1, got {self.repeats}")
 
 
 def make_envs(mode: str, n: int, args: VectorBenchArgs):
@@ -85,15 +88,15 @@ def run_steps(envs, steps: int, rng: np.random.Generator) -> float:
     return time.perf_counter() - t0
 
 
-def measure(mode: str, n: int, args: VectorBenchArgs) -> dict:
+def measure(mode: str, n: int, args: VectorBenchArgs) -> float:
+    """Env steps/s of one run: a fresh vector env, the same seeds and actions every time."""
     envs = make_envs(mode, n, args)
     rng = np.random.default_rng(args.seed)
     envs.reset(seed=args.seed)
     run_steps(envs, args.warmup, rng)
     seconds = run_steps(envs, args.steps, rng)
     envs.close()
-    return {"mode": mode, "num_envs": n, "vector_steps": args.steps, "seconds": seconds,
-            "env_steps_per_s": n * args.steps / seconds}
+    return n * args.steps / seconds
 
 
 # cProfile (file suffix, function name) -> the part of an env step it is. Cumulative times of
@@ -179,12 +182,14 @@ def _run(args: VectorBenchArgs) -> dict:
     torch.set_num_threads(args.threads)
     import segenv  # noqa: F401  (registers the ids)
 
-    rows = []
-    for n in args.num_envs:
-        for mode in args.modes:
-            rows.append(measure(mode, n, args))
-            r = rows[-1]
-            print(f"{mode:>8} n={n:<2} {r['env_steps_per_s']:8.1f} env steps/s", flush=True)
+    cells = [(mode, n) for n in args.num_envs for mode in args.modes]
+    runs: dict[tuple[str, int], list[float]] = {cell: [] for cell in cells}
+    for rep in range(args.repeats):  # interleaved, so a busy spell of the machine hits every cell alike
+        for mode, n in cells:
+            runs[(mode, n)].append(measure(mode, n, args))
+            print(f"repeat {rep}: {mode:>8} n={n:<2} {runs[(mode, n)][-1]:8.1f} env steps/s", flush=True)
+    rows = [{"mode": mode, "num_envs": n, "vector_steps": args.steps, "runs": runs[(mode, n)],
+             "env_steps_per_s": float(np.median(runs[(mode, n)]))} for mode, n in cells]
     single = {r["mode"]: r["env_steps_per_s"] for r in rows if r["num_envs"] == 1}
     base = single.get("sync") or single.get("batched")
     for r in rows:
