@@ -47,6 +47,7 @@ class VectorBenchArgs:
     image_size: Optional[int] = arg(None, "observation size S (None: the id's default)")
     max_clicks: Optional[int] = arg(None, "clicks per episode (None: the id's default)")
     threads: int = arg(1, "torch threads per process (async: per worker)")
+    device: Optional[str] = arg(None, "segmenter device, e.g. cuda (None: the segmenter's default)")
     seed: int = arg(0, "reset seed and action seed")
     profile: bool = arg(True, "no cProfile breakdown of the batched mode")
     quick: bool = arg(False, "smoke test: 1 and 2 envs, 3 steps, S=32")
@@ -69,7 +70,9 @@ def make_envs(mode: str, n: int, args: VectorBenchArgs):
 
     from segenv.vector import vector_spec
 
-    kw = {k: v for k, v in (("image_size", args.image_size), ("max_clicks", args.max_clicks)) if v is not None}
+    kw: dict = {k: v for k, v in (("image_size", args.image_size), ("max_clicks", args.max_clicks)) if v is not None}
+    if args.device is not None:
+        kw["segmenter_kwargs"] = {"device": args.device}
     if mode == "batched":
         return gym.make_vec(vector_spec(args.env_id), num_envs=n, vectorization_mode="vector_entry_point", **kw)
     vector_kwargs = {"shared_memory": False} if mode == "async" else {}

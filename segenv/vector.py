@@ -118,6 +118,8 @@ class SegVectorEnv(VectorEnv):
         return self._batch(obs), infos
 
     def step(self, actions: Any):
+        """One vector step. Every sub-env validates its action before any segmenter call, so a
+        malformed action (``ValueError``) or a segmenter error leaves ALL sub-envs as they were."""
         actions = self._split_actions(actions)
         n = self.num_envs
         pending: list[Optional[PendingStep]] = [None] * n

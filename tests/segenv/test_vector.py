@@ -124,6 +124,19 @@ def test_bad_inputs_raise_clear_errors():
         SegVectorEnv(num_envs=2, segmenter=GrabCutSegmenter(), **SMALL)
 
 
+def test_a_malformed_action_leaves_every_sub_env_untouched():
+    envs = SegVectorEnv(num_envs=2, segmenter="clicknet", **SMALL)
+    envs.reset(seed=0)
+    envs.step(np.full((2, 3), 0.5, np.float32))
+    before = [(env.current_mask, env._num_clicks, list(env._clicks)) for env in envs.envs]
+    bad = np.array([[0.2, 0.2, 1.0], [np.nan, 0.5, 1.0]], np.float32)  # sub-env 1's click is NaN
+    with pytest.raises(ValueError):
+        envs.step(bad)
+    for env, (mask, clicks, points) in zip(envs.envs, before):
+        assert env._num_clicks == clicks and env._clicks == points
+        np.testing.assert_array_equal(env.current_mask, mask)
+
+
 def test_partial_reset_keeps_the_others():
     envs = SegVectorEnv(num_envs=2, segmenter="clicknet", **SMALL)
     envs.reset(seed=0)
