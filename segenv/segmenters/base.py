@@ -22,11 +22,11 @@ fall back to plain loops otherwise, so every backend works in a vector env:
   segmenter with its image already set; returns one ``(mask, logits)`` per pair, equal to
   ``segmenter.predict(...)`` on that pair. A backend that can batch across images (clicknet: one
   decoder forward over the stacked cached features) does so for the pairs it recognises and
-  loops over the rest. :class:`SegmenterBase` loops (GrabCut; SAM on CPU, where batched
-  decoding is slower than a loop, docs/TOOLCHAIN).
-* ``spawn()``: a new segmenter over the same weights with its own per-image state, so K sub-envs
-  share one model (and one batched forward). Without it a vector env builds K segmenters from
-  the spec.
+  loops over the rest. :class:`SegmenterBase` loops: GrabCut, and the SAM family (its decoder
+  takes one image embedding per call, and on CPU even same-image batching is slower than a loop).
+* ``spawn()`` (clicknet, the SAM family): a new segmenter over the same weights with its own
+  per-image state, so K sub-envs share one model (and, for clicknet, one batched forward).
+  Without it a vector env builds K segmenters from the spec.
 
 Backends register with :func:`register_segmenter` and are built with :func:`make_segmenter`,
 whose spec may carry a path: ``"sam:/ckpt/sam_vit_b.pth"`` or ``"hf:/models/sam-vit-base"``.

@@ -182,3 +182,25 @@ def test_predict_batch_loops_for_other_backends():
     for (seg, p), (mask, _) in zip(requests, results):
         np.testing.assert_array_equal(mask, seg.predict(p.points, p.labels)[0])
     assert predict_batch([(net, prompt), (grab[0], prompt)])[1][0].shape == (64, 64)  # clicknet first, grabcut row looped
+
+
+def test_sam_spawn_shares_the_model_and_keeps_its_own_image():
+    """A tiny SAM spawned for two sub-envs: one set of weights, two image embeddings; each
+    answers as a fresh segmenter on its own image would."""
+    pytest.importorskip("torch")
+    from segenv.segmenters import tiny
+    from segenv.segmenters.sam import SamSegmenter
+
+    first = SamSegmenter(model=tiny.tiny_sam(0, image_size=64), device="cpu")
+    a, b = spawn_segmenters(first, 2)
+    assert a is first and b.model is a.model and b.image_shape is None
+    images = [im[:64, :64].copy() for im in _shapes_images(2)]
+    a.set_image(images[0])
+    b.set_image(images[1])
+    prompt = Prompt(np.array([[20.0, 30.0]], np.float32), np.array([1]))
+    fresh = SamSegmenter(model=a.model, device="cpu")
+    for seg, image in ((a, images[0]), (b, images[1])):
+        fresh.set_image(image)
+        mask, _ = predict_batch([(seg, prompt)])[0]
+        np.testing.assert_array_equal(mask, fresh.predict(prompt.points, prompt.labels)[0])
+    assert a.encoder_calls == 1 and b.encoder_calls == 1
