@@ -204,3 +204,21 @@ def test_sam_spawn_shares_the_model_and_keeps_its_own_image():
         mask, _ = predict_batch([(seg, prompt)])[0]
         np.testing.assert_array_equal(mask, fresh.predict(prompt.points, prompt.labels)[0])
     assert a.encoder_calls == 1 and b.encoder_calls == 1
+
+
+def test_run_vector_oracle_same_trajectories_as_sync():
+    """The rollout harness over the batched env records what it records over the sync one."""
+    from agents import OracleAgent
+    from segenv.rollout import run_vector
+
+    kw = dict(image_size=48, max_clicks=3, action_mode="full")
+    trajs = {}
+    for mode, spec in (("sync", ID), ("vector_entry_point", vector_spec(ID))):
+        envs = gym.make_vec(spec, num_envs=2, vectorization_mode=mode, **kw)
+        trajs[mode] = [t.to_dict() for t in run_vector([OracleAgent(), OracleAgent()], envs, episodes=4, seed=1)]
+        envs.close()
+    for t in trajs["sync"] + trajs["vector_entry_point"]:
+        for step in t["steps"]:
+            for timing in ("agent_seconds", "env_seconds", "segmenter_seconds"):  # wall times differ
+                step.pop(timing, None)
+    assert len(trajs["sync"]) == 4 and trajs["sync"] == trajs["vector_entry_point"]
