@@ -8,7 +8,8 @@ docs/clicknet.md) and shipped as a 1 MB fp16 checkpoint, so ``segmenter="clickne
 Cost split as SAM's: :meth:`ClickNetSegmenter.set_image` runs the image encoder once per
 episode and caches its features; :meth:`~ClickNetSegmenter.predict` runs only the light click
 decoder; :meth:`~ClickNetSegmenter.predict_many` decodes K prompt sets in one batched forward
-(on CPU that is where batching pays, unlike SAM's decoder), and
+(on one CPU core that costs about as much per row as single calls, since the decoder is
+compute-bound: docs/benchmarks.md, "Vector envs"; the win is on GPU or free cores), and
 :meth:`~ClickNetSegmenter.predict_batch` does the same across images: the sub-envs of a vector
 env each hold a :meth:`~ClickNetSegmenter.spawn`-ed segmenter (same model, own cached features).
 
