@@ -2,6 +2,14 @@
 
 Importing the package registers every env id (``gym.make("SegAgent-Shapes-v0")``); models load
 lazily inside their segmenter backend, so this import needs no torch.
+
+Batched vector env (one segmenter call per vector step, every id)::
+
+    gym.make_vec(segenv.vector_spec("SegAgent-Shapes-v0"), num_envs=8, vectorization_mode="vector_entry_point")
+
+The ids do not name ``vector_entry_point`` themselves: gymnasium 1.4 refuses that mode for specs
+with ``additional_wrappers`` (ours: ``ClickBudgetTimeLimit``), and naming it would make it
+``make_vec``'s failing default. See :mod:`segenv.vector`.
 """
 
 from gymnasium.envs import registration as _gym_registration  # not `registry`: segenv.registry is a submodule
@@ -11,6 +19,7 @@ from .actions import INVALID, STOP, BoxPrompt, Click, Finish, NoObject, parse_ac
 from .datasets import DatasetNotFoundError, Sample, make_dataset
 from .env import SegEnv
 from .segmenters import make_segmenter
+from .vector import SegVectorEnv, vector_spec
 from .wrappers import time_limit_kwargs
 
 __version__ = "0.1.0"
@@ -53,7 +62,9 @@ __all__ = [
     "STOP",
     "Sample",
     "SegEnv",
+    "SegVectorEnv",
     "make_dataset",
     "make_segmenter",
     "parse_action",
+    "vector_spec",
 ]

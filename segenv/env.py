@@ -5,6 +5,7 @@ from __future__ import annotations
 import numbers
 import string
 import time
+from dataclasses import dataclass
 from typing import Any, Optional
 
 import gymnasium as gym
@@ -18,7 +19,7 @@ from .datasets import Dataset, Sample, make_dataset
 from .initial_states import INITIAL_STATES as _INITIAL_STATE_REGISTRY
 from .initial_states import InitialContext
 from .metrics import intersection_union
-from .segmenters import Segmenter, TextSegmenter, make_segmenter, make_text_segmenter
+from .segmenters import Prompt, Segmenter, TextSegmenter, make_segmenter, make_text_segmenter
 
 __all__ = ["INVALID", "SegEnv"]  # INVALID lives in segenv.actions; re-exported for older imports
 
@@ -26,6 +27,18 @@ TEXT_CHARSET = string.printable
 TEXT_MAX_LENGTH = 512
 INITIAL_STATES = tuple(_INITIAL_STATE_REGISTRY.names())  # segenv.initial_states: one function each
 ACTION_MODES = ("click", "full")
+
+
+@dataclass
+class PendingStep:
+    """A validated action waiting for the segmenter: the first half of :meth:`SegEnv.step`."""
+
+    invalid: bool  # None / INVALID: an invalid step
+    parsed: Optional[Action]
+    end: Optional[str]  # "finish" / "no_object" for an end action, else None
+    before: float  # IoU before the step (the reward's baseline)
+    prompt: Optional[Prompt] = None  # all prompts so far plus this click / box; None: no segmenter call
+    prompts_after: Optional[tuple] = None  # (points, labels, clicks, box) to store once the mask is in
 
 
 class SegEnv(gym.Env):
@@ -251,57 +264,80 @@ class SegEnv(gym.Env):
         return self._observation(), {**self._info(invalid=False), **extra}
 
     def step(self, action: "Action | np.ndarray | None"):
+        pending = self._prepare_step(action)
+        prediction = None
+        if pending.prompt is not None:
+            p = pending.prompt
+            t0 = time.perf_counter()
+            prediction = self.segmenter.predict(p.points, p.labels, p.box, prev_logits=p.prev_logits)
+            self.last_segmenter_seconds = time.perf_counter() - t0
+        return self._finish_step(pending, prediction)
+
+    # The two halves of step(). segenv.vector.SegVectorEnv calls them around ONE batched segmenter
+    # call for all its sub-envs, so a vector step and a single step share every rule below.
+    def _prepare_step(self, action: "Action | np.ndarray | None") -> PendingStep:
+        """Validate ``action`` and say which prompts the segmenter must see; changes no episode state.
+
+        Validation is complete here (a malformed action raises ``ValueError`` before anything changes).
+        """
         if self._sample is None:
             raise RuntimeError("call reset() before step()")
         invalid = action is None or action is INVALID
         parsed = None if invalid else parse_action(action)  # validates fully before any change
         if isinstance(parsed, BoxPrompt) and (self._num_clicks > 0 or self._box is not None):
             raise ValueError("a BoxPrompt is allowed only as the first action of an episode")
-        end = end_action_name(parsed)
-        before = self._iou
         self.last_segmenter_seconds = 0.0
+        pending = PendingStep(invalid=invalid, parsed=parsed, end=end_action_name(parsed), before=self._iou)
         if isinstance(parsed, (Click, BoxPrompt)):
-            self._apply_prompt(parsed)
-        elif isinstance(parsed, NoObject):
-            self._set_mask(np.zeros_like(self._sample.mask))
+            h, w = self._sample.mask.shape
+            points, labels, clicks, box = list(self._points), list(self._labels), list(self._clicks), self._box
+            if isinstance(parsed, BoxPrompt):
+                box = parsed.to_pixels(h, w)
+            else:
+                row, col = parsed.to_pixel(h, w)
+                points.append((float(col), float(row)))
+                labels.append(int(parsed.positive))
+                clicks.append((parsed.x, parsed.y, parsed.positive))
+            pts, labs, box_arr = self._prompt_arrays(points, labels, box)
+            pending.prompt = Prompt(pts, labs, box_arr, self._logits)
+            pending.prompts_after = (points, labels, clicks, box)
+        return pending
+
+    def _finish_step(self, pending: PendingStep, prediction: "tuple[np.ndarray, Any] | None"):
+        """Apply the segmenter's ``(mask, logits)`` for ``pending`` (None when it needed none) and
+        return the step's ``(obs, reward, terminated, truncated, info)``.
+
+        Atomic for prompts: they are stored only after the segmenter answered with a mask of the
+        right shape, so an error here (e.g. a ``ValueError`` the harness turns into an invalid
+        step) leaves the episode exactly as it was.
+        """
+        sample = self._sample
+        assert sample is not None
+        if pending.prompt is not None:
+            if prediction is None:
+                raise ValueError("this step adds a prompt: it needs the segmenter's (mask, logits)")
+            mask, logits = prediction
+            mask = np.asarray(mask)
+            if mask.shape != sample.mask.shape:
+                raise ValueError(f"segmenter returned a mask of shape {mask.shape}, expected {sample.mask.shape}")
+            assert pending.prompts_after is not None
+            self._points, self._labels, self._clicks, self._box = pending.prompts_after
+            self._logits = logits
+            self._set_mask(mask)
+        elif isinstance(pending.parsed, NoObject):
+            self._set_mask(np.zeros_like(sample.mask))
+        end = pending.end
         # Finish changes nothing. Clicks and invalid steps use up a click; the box and end actions do not.
-        if end is None and not isinstance(parsed, BoxPrompt):
+        if end is None and not isinstance(pending.parsed, BoxPrompt):
             self._num_clicks += 1
-        reward = self._iou - before + (self.finish_bonus if end is not None else -self.step_cost)
+        reward = self._iou - pending.before + (self.finish_bonus if end is not None else -self.step_cost)
         reached = self.target_iou is not None and self._iou >= self.target_iou
         terminated = end is not None or reached
         truncated = not terminated and self._num_clicks >= self.max_clicks
         self._end_action = end or ("target_iou" if reached else None)
         if self.render_mode == "human":
             self.render()
-        return self._observation(), float(reward), bool(terminated), bool(truncated), self._info(invalid=invalid)
-
-    def _apply_prompt(self, parsed: "Click | BoxPrompt") -> None:
-        """Add a click (or the first box) and run the segmenter on all prompts so far.
-
-        Atomic: the new prompt is stored only after the segmenter answered with a mask of the
-        right shape, so an error here (e.g. a ``ValueError`` the harness turns into an invalid
-        step) leaves the episode exactly as it was.
-        """
-        sample = self._sample
-        assert sample is not None
-        h, w = sample.mask.shape
-        points, labels, clicks, box = list(self._points), list(self._labels), list(self._clicks), self._box
-        if isinstance(parsed, BoxPrompt):
-            box = parsed.to_pixels(h, w)
-        else:
-            row, col = parsed.to_pixel(h, w)
-            points.append((float(col), float(row)))
-            labels.append(int(parsed.positive))
-            clicks.append((parsed.x, parsed.y, parsed.positive))
-        t0 = time.perf_counter()
-        mask, logits = self.segmenter.predict(*self._prompt_arrays(points, labels, box), prev_logits=self._logits)
-        self.last_segmenter_seconds = time.perf_counter() - t0
-        mask = np.asarray(mask)
-        if mask.shape != sample.mask.shape:
-            raise ValueError(f"segmenter returned a mask of shape {mask.shape}, expected {sample.mask.shape}")
-        self._points, self._labels, self._clicks, self._box, self._logits = points, labels, clicks, box, logits
-        self._set_mask(mask)
+        return self._observation(), float(reward), bool(terminated), bool(truncated), self._info(invalid=pending.invalid)
 
     def _prompt_arrays(self, points=None, labels=None, box=None) -> tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
         """``(points float32 Nx2 pixel (x, y), labels int64 N, box float32[4] or None)``; the

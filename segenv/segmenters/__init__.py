@@ -16,7 +16,16 @@ registry: ``sam3:`` is SAM 3's text-prompted ``Sam3Model`` (``hf_sam3_text.py``)
 env's ``initial_state="text"`` and the ``sam3-text`` baseline agent.
 """
 
-from .base import Prompt, Segmenter, SegmenterBase, make_segmenter, register_segmenter, segmenter_names
+from .base import (
+    Prompt,
+    Segmenter,
+    SegmenterBase,
+    make_segmenter,
+    predict_batch,
+    register_segmenter,
+    segmenter_names,
+    spawn_segmenters,
+)
 from .grabcut import GrabCutSegmenter
 from .text import TextMask, TextSegmenter, make_text_segmenter, register_text_segmenter, text_segmenter_names
 
@@ -50,6 +59,19 @@ def _build_hf(**kwargs) -> Segmenter:
     return HFSamSegmenter(**kwargs)
 
 
-__all__ = ["Prompt", "Segmenter", "SegmenterBase", "GrabCutSegmenter", "TextMask", "TextSegmenter", "make_segmenter",
-           "make_text_segmenter", "register_segmenter", "register_text_segmenter", "segmenter_names",
-           "text_segmenter_names"]
+__all__ = [
+    "GrabCutSegmenter",
+    "Prompt",
+    "Segmenter",
+    "SegmenterBase",
+    "TextMask",
+    "TextSegmenter",
+    "make_segmenter",
+    "make_text_segmenter",
+    "predict_batch",
+    "register_segmenter",
+    "register_text_segmenter",
+    "segmenter_names",
+    "spawn_segmenters",
+    "text_segmenter_names",
+]

@@ -14,6 +14,20 @@ A segmenter follows segment-anything's "set the image once, prompt many times" p
   logits (or None for backends without them).
 * ``predict_many(prompts)``: the same for K prompt sets on the cached image (tree search).
 
+Two optional capabilities serve vector envs (``segenv.vector``), where each sub-env's segmenter
+holds its own image; :func:`predict_batch` and :func:`spawn_segmenters` use them when present and
+fall back to plain loops otherwise, so every backend works in a vector env:
+
+* ``predict_batch(requests)``: ``requests`` a sequence of ``(segmenter, Prompt)`` pairs, each
+  segmenter with its image already set; returns one ``(mask, logits)`` per pair, equal to
+  ``segmenter.predict(...)`` on that pair. A backend that can batch across images (clicknet: one
+  decoder forward over the stacked cached features) does so for the pairs it recognises and
+  loops over the rest. :class:`SegmenterBase` loops: GrabCut, and the SAM family (its decoder
+  takes one image embedding per call, and on CPU even same-image batching is slower than a loop).
+* ``spawn()`` (clicknet, the SAM family): a new segmenter over the same weights with its own
+  per-image state, so K sub-envs share one model (and, for clicknet, one batched forward).
+  Without it a vector env builds K segmenters from the spec.
+
 Backends register with :func:`register_segmenter` and are built with :func:`make_segmenter`,
 whose spec may carry a path: ``"sam:/ckpt/sam_vit_b.pth"`` or ``"hf:/models/sam-vit-base"``.
 """
@@ -86,6 +100,48 @@ class SegmenterBase:
 
     def predict_many(self, prompts: Sequence[Prompt]) -> list[tuple[npt.NDArray[np.bool_], Any]]:
         return [self.predict(p.points, p.labels, p.box, p.prev_logits) for p in prompts]
+
+    def predict_batch(self, requests: Sequence[tuple["Segmenter", Prompt]]) -> list[tuple[npt.NDArray[np.bool_], Any]]:
+        """One ``(mask, logits)`` per ``(segmenter, prompt)`` pair; the plain loop (see the module docstring)."""
+        return _loop(requests)
+
+
+def _loop(requests: Sequence[tuple["Segmenter", Prompt]]) -> list[tuple[npt.NDArray[np.bool_], Any]]:
+    return [seg.predict(p.points, p.labels, p.box, p.prev_logits) for seg, p in requests]
+
+
+def predict_batch(requests: Sequence[tuple["Segmenter", Prompt]]) -> list[tuple[npt.NDArray[np.bool_], Any]]:
+    """Segment several ``(segmenter, prompt)`` pairs in one call: the first segmenter's
+    ``predict_batch`` when it has one (it batches what it can and loops over the rest), else a loop."""
+    if not requests:
+        return []
+    batch = getattr(requests[0][0], "predict_batch", None)
+    results = batch(requests) if callable(batch) else _loop(requests)
+    if len(results) != len(requests):
+        raise RuntimeError(f"predict_batch returned {len(results)} results for {len(requests)} requests")
+    return list(results)
+
+
+def spawn_segmenters(spec: "str | Segmenter", n: int, **kwargs) -> list["Segmenter"]:
+    """``n`` segmenters for ``n`` sub-envs, each with its own per-image state.
+
+    The first is built from ``spec`` (as :func:`make_segmenter`); the others are its ``spawn()``
+    (same weights) when it has one, else built from the spec again. A segmenter *instance*
+    without ``spawn`` cannot serve several sub-envs (each ``set_image`` would overwrite the
+    others' image), so that raises ``ValueError`` for ``n > 1``.
+    """
+    if n < 1:
+        raise ValueError(f"need at least one segmenter, got n={n}")
+    first = make_segmenter(spec, **kwargs)
+    spawn = getattr(first, "spawn", None)
+    if callable(spawn):
+        return [first] + [spawn() for _ in range(n - 1)]
+    if n > 1 and not isinstance(spec, str):
+        raise ValueError(
+            f"a segmenter instance ({type(spec).__name__}) without spawn() cannot serve {n} sub-envs (each caches its "
+            "own image): pass the segmenter's name, or give it a spawn() that shares the weights"
+        )
+    return [first] + [make_segmenter(spec, **kwargs) for _ in range(n - 1)]
 
 
 SegmenterFactory = Callable[..., Segmenter]

@@ -8,7 +8,10 @@ docs/clicknet.md) and shipped as a 1 MB fp16 checkpoint, so ``segmenter="clickne
 Cost split as SAM's: :meth:`ClickNetSegmenter.set_image` runs the image encoder once per
 episode and caches its features; :meth:`~ClickNetSegmenter.predict` runs only the light click
 decoder; :meth:`~ClickNetSegmenter.predict_many` decodes K prompt sets in one batched forward
-(on CPU that is where batching pays, unlike SAM's decoder).
+(on one CPU core that costs about as much per row as single calls, since the decoder is
+compute-bound: docs/benchmarks.md, "Vector envs"; the win is on GPU or free cores), and
+:meth:`~ClickNetSegmenter.predict_batch` does the same across images: the sub-envs of a vector
+env each hold a :meth:`~ClickNetSegmenter.spawn`-ed segmenter (same model, own cached features).
 
 Conventions: the image is resized so its longest side is ``work_size`` (224) and padded
 bottom / right; points are ``(x, y)`` pixel coordinates of the original image (the env passes
@@ -141,10 +144,41 @@ class ClickNetSegmenter(SegmenterBase):
         """Decode K prompt sets on the cached image in ONE batched forward."""
         if self._feats is None:
             raise RuntimeError(f"{self.name}: call set_image(image) before predict(...)")
-        if not prompts:
+        return self.predict_batch([(self, p) for p in prompts])
+
+    def predict_batch(
+        self, requests: Sequence[tuple[Any, Prompt]]
+    ) -> list[tuple[npt.NDArray[np.bool_], npt.NDArray[np.float32]]]:
+        """``(segmenter, prompt)`` pairs, each segmenter holding its own image -> ``(mask, logits)`` each.
+
+        Rows whose segmenter is a clicknet over THIS model (``self`` and its :meth:`spawn`-ed
+        siblings) are decoded in ONE forward over their stacked cached features (a vector env's
+        sub-envs, one image each); any other row falls back to its own ``predict``.
+        """
+        out: list[Any] = [None] * len(requests)
+        mine = [i for i, (seg, _) in enumerate(requests) if isinstance(seg, ClickNetSegmenter) and seg.model is self.model]
+        for i, (seg, p) in enumerate(requests):
+            if i not in mine:
+                out[i] = seg.predict(p.points, p.labels, p.box, p.prev_logits)
+        if mine:
+            for i, result in zip(mine, self._decode_rows([requests[i] for i in mine])):
+                out[i] = result
+        return out
+
+    def spawn(self) -> "ClickNetSegmenter":
+        """A segmenter on the same model with its own image cache (no image set yet): one per
+        sub-env of a vector env, so :meth:`predict_batch` can decode all of them in one forward."""
+        return ClickNetSegmenter(model=self.model)
+
+    def _decode_rows(self, rows: Sequence[tuple["ClickNetSegmenter", Prompt]]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """One decoder forward over ``rows`` (each segmenter's own cached features and scale)."""
+        for seg, _ in rows:
+            if seg._feats is None:
+                raise RuntimeError(f"{self.name}: call set_image(image) before predict(...)")
+        if not rows:
             return []
         torch = self._torch
-        checked = [self._check_prompt(p.points, p.labels, p.box) for p in prompts]
+        checked = [seg._check_prompt(p.points, p.labels, p.box) for seg, p in rows]
         k = len(checked)
         n = max(1, max(len(p) for p, _, _ in checked))
         half = self.work_size // 2
@@ -154,19 +188,24 @@ class ClickNetSegmenter(SegmenterBase):
         boxes = np.full((k, 4), np.nan, np.float32)
         prev = np.full((k, 1, half, half), NO_PREV_LOGIT, np.float32)  # sigmoid ~ 0: "no previous mask"
         has_prev = False
-        for i, ((p, l, b), prompt) in enumerate(zip(checked, prompts)):
-            pts[i, : len(p)] = (p + 0.5) * self._scale  # pixel index -> its centre, in work pixels
+        for i, ((p, l, b), (seg, prompt)) in enumerate(zip(checked, rows)):
+            pts[i, : len(p)] = (p + 0.5) * seg._scale  # pixel index -> its centre, in work pixels
             lab[i, : len(l)] = l
             val[i, : len(l)] = True
             if b is not None:
-                boxes[i] = b * self._scale
+                boxes[i] = b * seg._scale
             if prompt.prev_logits is not None:
                 prev[i, 0] = self._check_prev(prompt.prev_logits)
                 has_prev = True
         has_box = bool(np.isfinite(boxes).all(axis=1).any())
+        first = rows[0][0]._feats
+        if all(seg._feats is first for seg, _ in rows):
+            feats = first  # one image, K prompt sets: the decoder expands the batch-1 features
+        else:
+            feats = tuple(torch.cat([seg._feats[j] for seg, _ in rows]) for j in range(len(first)))
         with torch.inference_mode():
             logits = self.model.decode(
-                self._feats,
+                feats,
                 torch.from_numpy(pts).to(self.device),
                 torch.from_numpy(lab).to(self.device),
                 torch.from_numpy(val).to(self.device),
@@ -177,7 +216,7 @@ class ClickNetSegmenter(SegmenterBase):
         self.decoder_calls += 1
         low = logits[:, 0].float().cpu().numpy()
         full_np = full[:, 0].float().cpu().numpy()
-        return [(self._to_mask(full_np[i]), low[i].copy()) for i in range(k)]
+        return [(seg._to_mask(full_np[i]), low[i].copy()) for i, (seg, _) in enumerate(rows)]
 
     def _check_prev(self, prev: Any) -> npt.NDArray[np.float32]:
         arr = np.asarray(prev, np.float32)

@@ -37,6 +37,8 @@ Hooks an adapter implements (see ``sam.py``, ``hf_sam1.py``, ``hf_sam2.py``):
 
 from __future__ import annotations
 
+import copy
+
 from typing import Any, Sequence
 
 import numpy as np
@@ -140,6 +142,15 @@ class SamFamilyBase(SegmenterBase):
         self._features = None
         self._input_size: tuple[int, int] = (0, 0)
         self._scale = (1.0, 1.0)
+
+    def spawn(self) -> "SamFamilyBase":
+        """A segmenter on the same model (shared, not copied) with its own image state: one per
+        sub-env of a vector env, so K sub-envs hold one set of weights. ``predict_batch`` loops
+        (a batched decoder is slower on CPU; each row has its own image embedding)."""
+        twin = copy.copy(self)
+        twin._init_common(self.multimask, self.batch_many)  # fresh features, scale, counters
+        twin.image_shape = None
+        return twin
 
     def _use_multimask(self, key: tuple) -> bool:
         n_points, has_box, has_mask = key
