@@ -410,6 +410,11 @@ def build_examples(config: TinyDataConfig):
     build = {"first": first_click_examples, "later": later_click_examples, "traces": trace_examples,
              "dagger": dagger_examples}[config.kind]
     rows = build(config)
+    if not rows:
+        raise ValueError(
+            f"no {config.kind!r} examples from items {config.start}..{config.stop - 1} of {config.env_id} "
+            f"split {config.split!r}: the range is past the split's end, or every item was skipped; "
+            "pick --start/--stop inside the split (nothing was written)")
     feats = features()
     ds = Dataset.from_dict({k: [r[k] for r in rows] for k in feats}, features=feats)
     if config.out:

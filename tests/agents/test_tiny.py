@@ -144,6 +144,17 @@ def test_first_examples_answer_no_object_on_items_that_name_an_absent_object():
     assert [ds[i]["cell"] for i in clicks] == [plain[i]["cell"] for i in clicks]
 
 
+def test_an_item_range_past_the_split_is_a_clear_error_and_writes_nothing(tmp_path):
+    """`--start` past the split's end used to save an empty dataset that `train_tiny` then failed
+    to load with an IndexError deep in `datasets`; now it is refused by name."""
+    from agents.training.tiny_data import TinyDataConfig, build_examples
+
+    out = tmp_path / "first"
+    with pytest.raises(ValueError, match="past the split's end"):
+        build_examples(TinyDataConfig(out=str(out), kind="first", start=10**7, stop=10**7 + 5, progress=False))
+    assert not out.exists()
+
+
 def test_later_click_examples_come_from_harness_episodes():
     """Observations before each strictly improving cell-oracle click, labelled with that click."""
     from agents.training.tiny_data import TinyDataConfig, build_examples, cell_to_xy
