@@ -7,8 +7,12 @@ libraries that cannot take a Text observation (stable-baselines3).
   ``env.spec.max_episode_steps == 4`` and truncates after the third click, exactly as the env does.
 * :class:`TextToTokens` turns ``obs["text"]`` into a fixed-length ``Box(uint8)`` of byte codes
   (0 = padding), so the expression stays in the observation without any tokenizer.
-* :func:`make_sb3_env` composes it with a smaller observation size and keeps only the keys a
-  policy needs.
+* :class:`TextToWords` turns it into ``text_words``: a fixed-length vector of word ids over a small
+  vocabulary (the procedural captions' words, other words hashed into buckets), a ``MultiDiscrete``
+  that SB3 one-hot encodes, so an MLP can tell "the red circle" from "the blue square" (byte codes,
+  read as numbers, are close to useless for a policy's feature extractor).
+* :func:`make_sb3_env` composes one of them (``text="bytes"`` or ``"words"``) with a smaller
+  observation size and keeps only the keys a policy needs.
 * :class:`ClickGrid`: a ``Discrete`` action space for RL (DQN, PPO with a categorical head): a
   ``G x G`` grid of cells times {negative, positive}, plus ``Finish`` and ``No object`` as one
   extra cell each on an ``action_mode="full"`` env.
@@ -20,7 +24,9 @@ wrapped env's ``env.spec`` lists its wrappers and ``gym.make(env.spec)`` rebuild
 from __future__ import annotations
 
 import inspect
-from typing import Any, Sequence
+import re
+import zlib
+from typing import Any, Literal, Optional, Sequence
 
 import gymnasium as gym
 import numpy as np
@@ -28,7 +34,8 @@ from gymnasium import spaces
 from gymnasium.envs.registration import WrapperSpec
 from gymnasium.wrappers import TimeLimit
 
-__all__ = ["ClickBudgetTimeLimit", "ClickGrid", "TextToTokens", "make_sb3_env", "time_limit_kwargs"]
+__all__ = ["ClickBudgetTimeLimit", "ClickGrid", "TextToTokens", "TextToWords", "make_sb3_env", "shapes_vocabulary",
+           "time_limit_kwargs"]
 
 
 def _default_max_clicks() -> int:
@@ -112,6 +119,99 @@ class TextToTokens(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
         return obs
 
 
+#: The procedural captions' grammar words (segenv.datasets.shapes: "the small blue ring left of the
+#: yellow star", "the red object", "the large square at the top"); colours, shapes and sizes follow.
+GRAMMAR_WORDS: tuple[str, ...] = ("the", "object", "on", "at", "left", "right", "top", "bottom", "of", "above", "below")
+_WORD = re.compile(r"[a-z0-9]+")
+
+
+def shapes_vocabulary() -> tuple[str, ...]:
+    """Every word the procedural datasets (``shapes``, ``thin_shapes``, their no-target items) write.
+
+    Built from the dataset's own constants, so a new colour or shape joins the vocabulary by itself.
+    The order is part of a trained model's input: a run saves the list it was trained with
+    (``benchmarks/train_rl.py`` writes it to ``args.json``) and the ``sb3`` agent checks it.
+    """
+    from .datasets.shapes import COLORS, SIZES, SOLID_SHAPES, THIN_SHAPES
+
+    return GRAMMAR_WORDS + tuple(SIZES) + tuple(COLORS) + tuple(SOLID_SHAPES) + tuple(THIN_SHAPES)
+
+
+class TextToWords(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
+    """Replace the ``text`` key by ``text_words``: ``int64[max_words]`` word ids, 0-padded.
+
+    Why: a policy's feature extractor reads a ``Box`` of byte codes as magnitudes ("r" = 114 is
+    "near" "s" = 115), so colour and shape words are hard to tell apart; a ``MultiDiscrete`` of word
+    ids is one-hot encoded by stable-baselines3 (``preprocess_obs``) and by most RL code, which
+    gives a linear layer one input per (position, word).
+
+    Ids: ``0`` = padding; ``1 .. V`` = the words of ``vocabulary`` in order (default
+    :func:`shapes_vocabulary`, 31 words); a word outside it (RefCOCO's "man", "left-most" split
+    into "left" "most") goes to one of ``hash_buckets`` ids ``V+1 .. V+B`` by CRC-32 of the word,
+    stable across processes and machines (Python's ``hash`` is salted per process); with
+    ``hash_buckets=0`` every unknown word is the single id ``V+1`` (``<unk>``). Text is lower-cased
+    and split into runs of letters and digits; words beyond ``max_words`` are cut (the longest
+    procedural caption has 9 words).
+    """
+
+    def __init__(
+        self,
+        env: gym.Env,
+        max_words: int = 12,
+        vocabulary: Optional[Sequence[str]] = None,
+        hash_buckets: int = 32,
+    ) -> None:
+        vocab = tuple(shapes_vocabulary() if vocabulary is None else (str(w).lower() for w in vocabulary))
+        if int(max_words) < 1 or int(hash_buckets) < 0:
+            raise ValueError(f"need max_words >= 1 and hash_buckets >= 0, got {max_words}, {hash_buckets}")
+        if len(set(vocab)) != len(vocab) or not vocab:
+            raise ValueError("the vocabulary must be a non-empty list of distinct words")
+        gym.utils.RecordConstructorArgs.__init__(
+            self, max_words=int(max_words), vocabulary=None if vocabulary is None else list(vocab),
+            hash_buckets=int(hash_buckets))
+        gym.ObservationWrapper.__init__(self, env)
+        if not isinstance(env.observation_space, spaces.Dict) or "text" not in env.observation_space.spaces:
+            raise ValueError(f"TextToWords needs a Dict observation with a 'text' key, got {env.observation_space}")
+        self.max_words = int(max_words)
+        self.vocabulary = vocab
+        self.hash_buckets = int(hash_buckets)
+        self._ids = {w: i + 1 for i, w in enumerate(vocab)}
+        #: ids run 0 .. n_ids - 1 (pad, the words, the unknown-word buckets)
+        self.n_ids = len(vocab) + 1 + max(1, self.hash_buckets)
+        inner = dict(env.observation_space.spaces)
+        inner.pop("text")
+        inner["text_words"] = spaces.MultiDiscrete(np.full(self.max_words, self.n_ids, np.int64))
+        self.observation_space = spaces.Dict(inner)
+
+    def word_id(self, word: str) -> int:
+        """The id of one lower-case word (known: ``1..V``; unknown: its hash bucket)."""
+        known = self._ids.get(word)
+        if known is not None:
+            return known
+        return len(self.vocabulary) + 1 + (zlib.crc32(word.encode("utf-8")) % self.hash_buckets if self.hash_buckets else 0)
+
+    def encode(self, text: str) -> np.ndarray:
+        """``text`` as ``int64[max_words]`` ids (0-padded, cut at ``max_words`` words)."""
+        ids = np.zeros(self.max_words, np.int64)
+        words = _WORD.findall(text.lower())[: self.max_words]
+        ids[: len(words)] = [self.word_id(w) for w in words]
+        return ids
+
+    def decode(self, ids: Sequence[int]) -> list[str]:
+        """The words of ``ids`` (padding dropped; an unknown word reads ``<unk:k>``, its bucket)."""
+        out = []
+        for i in (int(v) for v in ids):
+            if i == 0:
+                continue
+            out.append(self.vocabulary[i - 1] if i <= len(self.vocabulary) else f"<unk:{i - len(self.vocabulary) - 1}>")
+        return out
+
+    def observation(self, observation: dict) -> dict:
+        obs = dict(observation)
+        obs["text_words"] = self.encode(obs.pop("text"))
+        return obs
+
+
 class ClickGrid(gym.ActionWrapper, gym.utils.RecordConstructorArgs):
     """``Discrete(2 G^2 [+ 2])`` actions: a click at a cell centre of a ``G x G`` grid, or an end action.
 
@@ -169,18 +269,32 @@ class ClickGrid(gym.ActionWrapper, gym.utils.RecordConstructorArgs):
 
 def make_sb3_env(
     env_id: str = "SegAgent-Shapes-v0",
-    keys: Sequence[str] = ("overlay", "text_tokens"),
+    keys: Optional[Sequence[str]] = None,
     image_size: int = 64,
     max_text_length: int = 64,
+    text: Literal["bytes", "words"] = "bytes",
+    max_words: int = 12,
     **kwargs: Any,
 ) -> gym.Env:
-    """An env that stable-baselines3's ``PPO("MultiInputPolicy")`` accepts: Dict of uint8 Boxes.
+    """An env that stable-baselines3's ``PPO("MultiInputPolicy")`` / ``DQN`` accept: a Dict of uint8
+    images and small integer vectors.
 
-    ``gym.make(env_id, image_size=image_size, **kwargs)`` wrapped in :class:`TextToTokens` and
-    ``gymnasium.wrappers.FilterObservation(keys)``; ``env.spec`` records all of it.
+    ``gym.make(env_id, image_size=image_size, **kwargs)``, the text as :class:`TextToTokens`
+    (``text="bytes"``, ``max_text_length`` bytes, key ``text_tokens``; the default, as before) or
+    :class:`TextToWords` (``text="words"``, ``max_words`` word ids, key ``text_words``: what a policy
+    should learn from), then ``gymnasium.wrappers.FilterObservation(keys)`` (default: ``overlay``
+    and the text key). Images stay ``HxWx3`` uint8: SB3 transposes them to channels-first and
+    scales them to [0, 1] itself. ``env.spec`` records all of it, so ``gym.make(env.spec)`` rebuilds it.
     """
     import segenv  # noqa: F401  (registers ids)
 
+    if text not in ("bytes", "words"):
+        raise ValueError(f"text must be 'bytes' or 'words', got {text!r}")
     env = gym.make(env_id, image_size=image_size, **kwargs)
-    env = TextToTokens(env, max_text_length)
+    if text == "words":
+        env = TextToWords(env, max_words=max_words)
+    else:
+        env = TextToTokens(env, max_text_length)
+    if keys is None:
+        keys = ("overlay", "text_words" if text == "words" else "text_tokens")
     return gym.wrappers.FilterObservation(env, filter_keys=list(keys))
