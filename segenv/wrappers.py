@@ -26,6 +26,7 @@ from __future__ import annotations
 import inspect
 import re
 import zlib
+from dataclasses import dataclass
 from typing import Any, Literal, Optional, Sequence
 
 import gymnasium as gym
@@ -34,8 +35,8 @@ from gymnasium import spaces
 from gymnasium.envs.registration import WrapperSpec
 from gymnasium.wrappers import TimeLimit
 
-__all__ = ["ClickBudgetTimeLimit", "ClickGrid", "TextToTokens", "TextToWords", "make_sb3_env", "shapes_vocabulary",
-           "time_limit_kwargs"]
+__all__ = ["ClickBudgetTimeLimit", "ClickGrid", "GridCodec", "TextToTokens", "TextToWords", "WordCodec", "make_sb3_env",
+           "shapes_vocabulary", "time_limit_kwargs"]
 
 
 def _default_max_clicks() -> int:
@@ -137,58 +138,44 @@ def shapes_vocabulary() -> tuple[str, ...]:
     return GRAMMAR_WORDS + tuple(SIZES) + tuple(COLORS) + tuple(SOLID_SHAPES) + tuple(THIN_SHAPES)
 
 
-class TextToWords(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
-    """Replace the ``text`` key by ``text_words``: ``int64[max_words]`` word ids, 0-padded.
+@dataclass(frozen=True)
+class WordCodec:
+    """Caption <-> fixed-length word ids: the one codec of :class:`TextToWords` and of agents that
+    rebuild its observation outside an env (``agents/rl.py``).
 
-    Why: a policy's feature extractor reads a ``Box`` of byte codes as magnitudes ("r" = 114 is
-    "near" "s" = 115), so colour and shape words are hard to tell apart; a ``MultiDiscrete`` of word
-    ids is one-hot encoded by stable-baselines3 (``preprocess_obs``) and by most RL code, which
-    gives a linear layer one input per (position, word).
-
-    Ids: ``0`` = padding; ``1 .. V`` = the words of ``vocabulary`` in order (default
-    :func:`shapes_vocabulary`, 31 words); a word outside it (RefCOCO's "man", "left-most" split
-    into "left" "most") goes to one of ``hash_buckets`` ids ``V+1 .. V+B`` by CRC-32 of the word,
-    stable across processes and machines (Python's ``hash`` is salted per process); with
-    ``hash_buckets=0`` every unknown word is the single id ``V+1`` (``<unk>``). Text is lower-cased
-    and split into runs of letters and digits; words beyond ``max_words`` are cut (the longest
-    procedural caption has 9 words).
+    Ids: ``0`` = padding; ``1 .. V`` = the words of ``vocabulary`` in order; a word outside it
+    (RefCOCO's "man"; "left-most" splits into "left" "most") goes to one of ``hash_buckets`` ids
+    ``V+1 .. V+B`` by CRC-32 of the word, stable across processes and machines (Python's ``hash``
+    is salted per process); with ``hash_buckets=0`` every unknown word is the single id ``V+1``
+    (``<unk>``). Text is lower-cased and split into runs of letters and digits; words beyond
+    ``max_words`` are cut (the longest procedural caption has 9 words).
     """
 
-    def __init__(
-        self,
-        env: gym.Env,
-        max_words: int = 12,
-        vocabulary: Optional[Sequence[str]] = None,
-        hash_buckets: int = 32,
-    ) -> None:
-        vocab = tuple(shapes_vocabulary() if vocabulary is None else (str(w).lower() for w in vocabulary))
-        if int(max_words) < 1 or int(hash_buckets) < 0:
-            raise ValueError(f"need max_words >= 1 and hash_buckets >= 0, got {max_words}, {hash_buckets}")
-        if len(set(vocab)) != len(vocab) or not vocab:
+    vocabulary: tuple[str, ...]
+    max_words: int = 12
+    hash_buckets: int = 32
+
+    def __post_init__(self) -> None:
+        if int(self.max_words) < 1 or int(self.hash_buckets) < 0:
+            raise ValueError(f"need max_words >= 1 and hash_buckets >= 0, got {self.max_words}, {self.hash_buckets}")
+        if not self.vocabulary or len(set(self.vocabulary)) != len(self.vocabulary):
             raise ValueError("the vocabulary must be a non-empty list of distinct words")
-        gym.utils.RecordConstructorArgs.__init__(
-            self, max_words=int(max_words), vocabulary=None if vocabulary is None else list(vocab),
-            hash_buckets=int(hash_buckets))
-        gym.ObservationWrapper.__init__(self, env)
-        if not isinstance(env.observation_space, spaces.Dict) or "text" not in env.observation_space.spaces:
-            raise ValueError(f"TextToWords needs a Dict observation with a 'text' key, got {env.observation_space}")
-        self.max_words = int(max_words)
-        self.vocabulary = vocab
-        self.hash_buckets = int(hash_buckets)
-        self._ids = {w: i + 1 for i, w in enumerate(vocab)}
-        #: ids run 0 .. n_ids - 1 (pad, the words, the unknown-word buckets)
-        self.n_ids = len(vocab) + 1 + max(1, self.hash_buckets)
-        inner = dict(env.observation_space.spaces)
-        inner.pop("text")
-        inner["text_words"] = spaces.MultiDiscrete(np.full(self.max_words, self.n_ids, np.int64))
-        self.observation_space = spaces.Dict(inner)
+
+    @property
+    def n_ids(self) -> int:
+        """Ids run ``0 .. n_ids - 1``: padding, the words, the unknown-word buckets."""
+        return len(self.vocabulary) + 1 + max(1, self.hash_buckets)
+
+    def space(self) -> spaces.MultiDiscrete:
+        return spaces.MultiDiscrete(np.full(self.max_words, self.n_ids, np.int64))
 
     def word_id(self, word: str) -> int:
         """The id of one lower-case word (known: ``1..V``; unknown: its hash bucket)."""
-        known = self._ids.get(word)
-        if known is not None:
-            return known
-        return len(self.vocabulary) + 1 + (zlib.crc32(word.encode("utf-8")) % self.hash_buckets if self.hash_buckets else 0)
+        try:
+            return self.vocabulary.index(word) + 1
+        except ValueError:
+            bucket = zlib.crc32(word.encode("utf-8")) % self.hash_buckets if self.hash_buckets else 0
+            return len(self.vocabulary) + 1 + bucket
 
     def encode(self, text: str) -> np.ndarray:
         """``text`` as ``int64[max_words]`` ids (0-padded, cut at ``max_words`` words)."""
@@ -199,46 +186,99 @@ class TextToWords(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
 
     def decode(self, ids: Sequence[int]) -> list[str]:
         """The words of ``ids`` (padding dropped; an unknown word reads ``<unk:k>``, its bucket)."""
-        out = []
-        for i in (int(v) for v in ids):
-            if i == 0:
-                continue
-            out.append(self.vocabulary[i - 1] if i <= len(self.vocabulary) else f"<unk:{i - len(self.vocabulary) - 1}>")
-        return out
+        v = len(self.vocabulary)
+        return [self.vocabulary[i - 1] if i <= v else f"<unk:{i - v - 1}>" for i in (int(x) for x in ids) if i != 0]
+
+
+class TextToWords(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
+    """Replace the ``text`` key by ``text_words``: ``int64[max_words]`` word ids, 0-padded.
+
+    Why: a policy's feature extractor reads a ``Box`` of byte codes as magnitudes ("r" = 114 is
+    "near" "s" = 115), so colour and shape words are hard to tell apart; a ``MultiDiscrete`` of word
+    ids is one-hot encoded by stable-baselines3 (``preprocess_obs``) and by most RL code, which
+    gives a linear layer one input per (position, word). The ids are :class:`WordCodec`'s, over
+    ``vocabulary`` (default :func:`shapes_vocabulary`, 31 words) plus ``hash_buckets`` ids for
+    other words; ``self.codec`` encodes and decodes.
+    """
+
+    def __init__(
+        self,
+        env: gym.Env,
+        max_words: int = 12,
+        vocabulary: Optional[Sequence[str]] = None,
+        hash_buckets: int = 32,
+    ) -> None:
+        vocab = tuple(shapes_vocabulary() if vocabulary is None else (str(w).lower() for w in vocabulary))
+        self.codec = WordCodec(vocab, int(max_words), int(hash_buckets))
+        gym.utils.RecordConstructorArgs.__init__(
+            self, max_words=int(max_words), vocabulary=None if vocabulary is None else list(vocab),
+            hash_buckets=int(hash_buckets))
+        gym.ObservationWrapper.__init__(self, env)
+        if not isinstance(env.observation_space, spaces.Dict) or "text" not in env.observation_space.spaces:
+            raise ValueError(f"TextToWords needs a Dict observation with a 'text' key, got {env.observation_space}")
+        inner = dict(env.observation_space.spaces)
+        inner.pop("text")
+        inner["text_words"] = self.codec.space()
+        self.observation_space = spaces.Dict(inner)
+
+    # the codec's API on the wrapper, so ``env.get_wrapper_attr("decode")`` reaches it
+    @property
+    def vocabulary(self) -> tuple[str, ...]:
+        return self.codec.vocabulary
+
+    @property
+    def n_ids(self) -> int:
+        return self.codec.n_ids
+
+    def word_id(self, word: str) -> int:
+        return self.codec.word_id(word)
+
+    def encode(self, text: str) -> np.ndarray:
+        return self.codec.encode(text)
+
+    def decode(self, ids: Sequence[int]) -> list[str]:
+        return self.codec.decode(ids)
 
     def observation(self, observation: dict) -> dict:
         obs = dict(observation)
-        obs["text_words"] = self.encode(obs.pop("text"))
+        obs["text_words"] = self.codec.encode(obs.pop("text"))
         return obs
 
 
-class ClickGrid(gym.ActionWrapper, gym.utils.RecordConstructorArgs):
-    """``Discrete(2 G^2 [+ 2])`` actions: a click at a cell centre of a ``G x G`` grid, or an end action.
+@dataclass(frozen=True)
+class GridCodec:
+    """Discrete index <-> typed action for a ``G x G`` click grid: the one codec of :class:`ClickGrid`
+    and of agents that map a trained policy's index back to a click outside the wrapper.
 
     Index ``i < 2 G^2``: ``positive = i >= G^2``, cell ``k = i mod G^2`` (row-major, ``k = row * G +
     col``), clicked at the cell centre ``((col + 0.5) / G, (row + 0.5) / G)``: the one grid codec
-    of the action text's ``<loc_k>`` tokens. On an ``action_mode="full"`` env two more indices follow:
-    ``2 G^2`` is ``Finish`` and ``2 G^2 + 1`` is ``No object``; a click-mode env has no end actions
-    (a ``Box(3)`` cannot express them). :meth:`index_of` maps an action back to its index.
+    of the action text's ``<loc_k>`` tokens. With ``mode="full"`` two more indices follow: ``2 G^2``
+    is ``Finish`` and ``2 G^2 + 1`` is ``No object``.
     """
 
-    def __init__(self, env: gym.Env, grid: int = 32) -> None:
-        if int(grid) < 1:
-            raise ValueError(f"grid must be >= 1, got {grid}")
-        gym.utils.RecordConstructorArgs.__init__(self, grid=int(grid))
-        gym.ActionWrapper.__init__(self, env)
-        self.grid = int(grid)
-        self.mode = getattr(env.unwrapped, "action_mode", "click")
-        self.n_clicks = 2 * self.grid**2
-        self.action_space = spaces.Discrete(self.n_clicks + (2 if self.mode == "full" else 0))
+    grid: int
+    mode: str = "click"
+
+    def __post_init__(self) -> None:
+        if int(self.grid) < 1:
+            raise ValueError(f"grid must be >= 1, got {self.grid}")
+
+    @property
+    def n_clicks(self) -> int:
+        return 2 * self.grid**2
+
+    @property
+    def n(self) -> int:
+        """The size of the ``Discrete`` action space."""
+        return self.n_clicks + (2 if self.mode == "full" else 0)
 
     def to_action(self, index: int):
         """The typed action (:mod:`segenv.actions`) of ``index``."""
         from .actions import NO_OBJECT, STOP, Click
 
         i = int(index)
-        if not 0 <= i < int(self.action_space.n):
-            raise ValueError(f"action index {index!r} is outside Discrete({self.action_space.n})")
+        if not 0 <= i < self.n:
+            raise ValueError(f"action index {index!r} is outside Discrete({self.n})")
         if i >= self.n_clicks:
             return STOP if i == self.n_clicks else NO_OBJECT
         g2 = self.grid**2
@@ -260,6 +300,34 @@ class ClickGrid(gym.ActionWrapper, gym.utils.RecordConstructorArgs):
         g = self.grid
         cell = min(int(action.y * g), g - 1) * g + min(int(action.x * g), g - 1)
         return cell + (g * g if action.positive else 0)
+
+
+class ClickGrid(gym.ActionWrapper, gym.utils.RecordConstructorArgs):
+    """``Discrete(2 G^2 [+ 2])`` actions: a click at a cell centre of a ``G x G`` grid, or an end action.
+
+    The indices are :class:`GridCodec`'s (``self.codec``): ``i < 2 G^2`` is a click, positive when
+    ``i >= G^2``, at the centre of cell ``i mod G^2`` (row-major). On an ``action_mode="full"`` env
+    two more indices follow: ``2 G^2`` is ``Finish`` and ``2 G^2 + 1`` is ``No object``; a
+    click-mode env has no end actions (a ``Box(3)`` cannot express them). :meth:`index_of` maps an
+    action back to its index.
+    """
+
+    def __init__(self, env: gym.Env, grid: int = 32) -> None:
+        self.codec = GridCodec(int(grid), getattr(env.unwrapped, "action_mode", "click"))
+        gym.utils.RecordConstructorArgs.__init__(self, grid=int(grid))
+        gym.ActionWrapper.__init__(self, env)
+        self.grid = self.codec.grid
+        self.mode = self.codec.mode
+        self.n_clicks = self.codec.n_clicks
+        self.action_space = spaces.Discrete(self.codec.n)
+
+    def to_action(self, index: int):
+        """The typed action (:mod:`segenv.actions`) of ``index``."""
+        return self.codec.to_action(index)
+
+    def index_of(self, action) -> int:
+        """The index of a typed action (a click goes to the cell it falls in)."""
+        return self.codec.index_of(action)
 
     def action(self, action: Any) -> np.ndarray:
         from .actions import action_to_space
