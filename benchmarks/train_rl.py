@@ -52,6 +52,9 @@ class Args:
     max_words: int = arg(12, "caption length in words (TextToWords)")
     max_clicks: int = arg(5, "clicks per episode")
     action_mode: Literal["click", "full"] = arg("click", "full adds Finish and No object as two more actions")
+    extractor: Literal["film", "nature"] = arg(
+        "film", "film = agents.rl_extractor.WordFiLMGridCNN (a G x G map conditioned on the words, a linear head "
+        "over it); nature = SB3's default MultiInputPolicy (NatureCNN + flattened one-hot words, MLP heads)")
     total_timesteps: int = arg(40000, "env steps to train for")
     max_minutes: Optional[float] = arg(None, "stop training after this much wall time (checked every step)")
     seed: int = arg(0, "seeds SB3 (torch, the policy's sampling) and the envs (env i: seed + i)")
@@ -59,8 +62,8 @@ class Args:
     learning_rate: float = arg(3e-4, "Adam step size (DQN: 1e-4 is usual; this default is PPO's)")
     gamma: float = arg(0.99, "discount (the return is the IoU gain, at most max_clicks steps)")
     ent_coef: float = arg(0.01, "ppo: entropy bonus (keeps exploring the 2 G^2 cells)")
-    n_steps: int = arg(256, "ppo: steps per env between updates")
-    batch_size: int = arg(256, "ppo minibatch / dqn batch")
+    n_steps: int = arg(128, "ppo: steps per env between updates (n_envs * n_steps per rollout)")
+    batch_size: int = arg(128, "ppo minibatch / dqn batch")
     n_epochs: int = arg(4, "ppo: passes over each rollout")
     buffer_size: int = arg(20000, "dqn: replay buffer (each transition holds two SxSx3 overlays)")
     learning_starts: int = arg(1000, "dqn: random steps before learning")
@@ -169,10 +172,19 @@ def iou_logger(args: Args, rows: list[dict], t0: float):
 
 
 def build_model(args: Args, venv: Any) -> Any:
-    """SB3 PPO or DQN with ``MultiInputPolicy`` (NatureCNN on the overlay, the one-hot words flattened)."""
+    """SB3 PPO or DQN with ``MultiInputPolicy``: by default over :class:`agents.rl_extractor.WordFiLMGridCNN`
+    with a linear action / Q head (each cell's logit read from that cell's features); with
+    ``--extractor nature`` SB3's own NatureCNN + one-hot words and MLP heads."""
     from stable_baselines3 import DQN, PPO
 
-    common = {"learning_rate": args.learning_rate, "gamma": args.gamma, "seed": args.seed, "device": "cpu", "verbose": 0}
+    policy_kwargs: dict[str, Any] = {}
+    if args.extractor == "film":
+        from agents.rl_extractor import WordFiLMGridCNN
+
+        policy_kwargs = {"features_extractor_class": WordFiLMGridCNN, "features_extractor_kwargs": {"grid": args.grid},
+                         "net_arch": {"pi": [], "vf": [64]} if args.algo == "ppo" else []}
+    common = {"learning_rate": args.learning_rate, "gamma": args.gamma, "seed": args.seed, "device": "cpu", "verbose": 0,
+              "policy_kwargs": policy_kwargs}
     if args.algo == "ppo":
         return PPO("MultiInputPolicy", venv, n_steps=args.n_steps, batch_size=args.batch_size, n_epochs=args.n_epochs,
                    ent_coef=args.ent_coef, **common)
