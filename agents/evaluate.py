@@ -68,7 +68,7 @@ class EvalArgs:
                        "the first N of the split, in order")
     out: Optional[str] = arg(None, "summary JSON path (default: results/<agent>-<env>.json)")
     model: Optional[str] = arg(None, "mllm: a local checkpoint folder (default: the shipped tiny model); sb3: RUN/model.zip")
-    temperature: float = arg(0.0, "mllm: sampling temperature, 0 = greedy")
+    temperature: float = arg(0.0, "mllm, sb3: sampling temperature, 0 = greedy / argmax")
     dtype: str = arg("auto", "mllm: model dtype (auto = bf16 on CUDA, fp32 on CPU; float32, bfloat16, float16)")
     overlay_format: Literal["png", "jpeg"] = arg("png", "mllm: the overlay as the model sees it: png (as is) or jpeg "
                                                   "(saved at quality 75 as Pillow does unasked, as SegAgent's released loop)")

@@ -82,9 +82,10 @@ def _mllm(model: "str | None" = None, temperature: float = 0.0, allow_end: bool 
 
 
 @register_agent("sb3")
-def _sb3(model: "str | None" = None, **_: Any):
+def _sb3(model: "str | None" = None, temperature: float = 0.0, seed: int = 0, **_: Any):
     """A stable-baselines3 model from ``benchmarks/train_rl.py``: ``--agent sb3 --model RUN/model.zip``
-    (its ``args.json`` beside it says how to rebuild the observation)."""
+    (its ``args.json`` beside it says how to rebuild the observation); ``--temperature 1`` samples
+    from the policy instead of taking its argmax."""
     from .rl import make_sb3_agent
 
-    return make_sb3_agent(model)
+    return make_sb3_agent(model, temperature=temperature, seed=seed)

@@ -44,18 +44,26 @@ class SB3Agent:
 
     Args:
         model: path to the run's ``model.zip`` (or its folder).
-        deterministic: the policy's most likely action (PPO's argmax, DQN's greedy Q) rather than a
-            sample; sampling draws from the model's torch generator, seeded by SB3 at load.
+        temperature: 0 = the most likely action (PPO's argmax, DQN's greedy Q). ``T > 0`` samples
+            from ``softmax(logits / T)`` (PPO: the policy's own distribution at ``T = 1``, the one
+            its training curve measured; DQN: a Boltzmann draw over Q-values), with a numpy
+            generator seeded by ``(seed, sample_index)``: the same episode gives the same clicks.
+            Why offer it: a feed-forward policy that picks its argmax tends to repeat one cell
+            (docs/rl.md), where sampling keeps trying other cells as it did in training.
+        seed: seeds the sampling.
     """
 
     model: str
-    deterministic: bool = True
+    temperature: float = 0.0
+    seed: int = 0
     needs_gt: bool = False
     run: dict = field(init=False, repr=False)
     words: WordCodec = field(init=False, repr=False)
     grid: GridCodec = field(init=False, repr=False)
     image_size: int = field(init=False)
     _policy: Any = field(init=False, repr=False)
+    _algo: str = field(init=False, repr=False)
+    _rng: Optional[np.random.Generator] = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         path = Path(self.model)
@@ -76,6 +84,9 @@ class SB3Agent:
         self.words = WordCodec(tuple(obs["vocabulary"]), int(obs["max_words"]), int(obs["hash_buckets"]))
         self.grid = GridCodec(int(obs["grid"]), str(obs["action_mode"]))
         self.image_size = int(obs["image_size"])
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        self._algo = algo
         self._policy = _load_sb3(algo, path)
         self._check_spaces(path)
 
@@ -113,15 +124,35 @@ class SB3Agent:
         return {"overlay": overlay, "text_words": self.words.encode(str(obs["text"]))}
 
     def reset(self, obs: dict, info: dict) -> None:
-        """Nothing to reset: the policy is feed-forward (the overlay carries the episode's state)."""
+        """Only the sampling generator: the policy is feed-forward (the overlay carries the episode's state)."""
+        self._rng = np.random.default_rng([self.seed, int(info.get("sample_index", 0))])
 
     def act(self, obs: dict, info: dict) -> Any:
-        index, _ = self._policy.predict(self.observation(obs), deterministic=self.deterministic)
-        return self.grid.to_action(int(np.asarray(index).reshape(-1)[0]))
+        seen = self.observation(obs)
+        if self.temperature == 0:
+            index, _ = self._policy.predict(seen, deterministic=True)
+            return self.grid.to_action(int(np.asarray(index).reshape(-1)[0]))
+        assert self._rng is not None, "call reset() first"
+        logits = self.logits(seen) / self.temperature
+        p = np.exp(logits - logits.max())
+        return self.grid.to_action(int(self._rng.choice(len(p), p=p / p.sum())))
+
+    def logits(self, seen: dict[str, np.ndarray]) -> np.ndarray:
+        """PPO's action logits or DQN's Q-values for one observation (float64[n])."""
+        import torch
+
+        policy = self._policy.policy
+        tensor, _ = policy.obs_to_tensor(seen)
+        with torch.no_grad():
+            if self._algo == "ppo":
+                out = policy.get_distribution(tensor).distribution.logits
+            else:
+                out = policy.q_net(tensor)
+        return out[0].double().cpu().numpy()
 
 
-def make_sb3_agent(model: Optional[str], deterministic: bool = True) -> SB3Agent:
+def make_sb3_agent(model: Optional[str], temperature: float = 0.0, seed: int = 0) -> SB3Agent:
     """The registry's builder: a clear error when ``--model`` is missing."""
     if not model:
         raise ValueError("--agent sb3 needs --model RUN/model.zip (a benchmarks/train_rl.py output)")
-    return SB3Agent(model=str(model), deterministic=deterministic)
+    return SB3Agent(model=str(model), temperature=float(temperature), seed=int(seed))

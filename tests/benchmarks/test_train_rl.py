@@ -92,3 +92,25 @@ def test_clear_errors(run, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "stable_baselines3", None)  # as if the extra were not installed
     with pytest.raises(ImportError, match=r"segagent\[rl\]"):
         make_agent("sb3", model=str(out / "model.zip"))
+
+
+def test_sampling_with_a_temperature_is_seeded_per_episode(run):
+    import gymnasium as gym
+
+    _, out, _ = run
+    env = gym.make("SegAgent-Shapes-v0", image_size=64, max_clicks=5)
+    obs, info = env.reset(seed=0, options={"index": 2})
+
+    def clicks(seed: int) -> list:
+        agent = make_agent("sb3", model=str(out), temperature=1.0, seed=seed)
+        agent.reset(obs, info)
+        return [agent.act(obs, info) for _ in range(6)]
+
+    assert clicks(3) == clicks(3)  # same (seed, sample_index): same draws
+    assert clicks(3) != clicks(4)
+    greedy = make_agent("sb3", model=str(out))
+    logits = greedy.logits(greedy.observation(obs))
+    assert logits.shape == (128,) and np.isfinite(logits).all()
+    assert greedy.grid.index_of(greedy.act(obs, info)) == int(np.argmax(logits))  # T = 0 is the argmax
+    with pytest.raises(ValueError, match="temperature"):
+        make_agent("sb3", model=str(out), temperature=-1.0)
