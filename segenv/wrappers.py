@@ -197,7 +197,7 @@ class TextToWords(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
     "near" "s" = 115), so colour and shape words are hard to tell apart; a ``MultiDiscrete`` of word
     ids is one-hot encoded by stable-baselines3 (``preprocess_obs``) and by most RL code, which
     gives a linear layer one input per (position, word). The ids are :class:`WordCodec`'s, over
-    ``vocabulary`` (default :func:`shapes_vocabulary`, 31 words) plus ``hash_buckets`` ids for
+    ``vocabulary`` (default :func:`shapes_vocabulary`, 29 words) plus ``hash_buckets`` ids for
     other words; ``self.codec`` encodes and decodes.
     """
 

@@ -31,6 +31,7 @@ def test_real_captions_round_trip_with_no_unknown_word(name, kwargs):
         assert env.observation_space["text_words"].contains(ids)
         seen.update(text.split())
     assert seen <= set(shapes_vocabulary())
+    assert len(shapes_vocabulary()) == 29 and env.n_ids == 29 + 1 + 32  # pad, words, default 32 buckets
     assert {"red", "blue", "circle" if name == "shapes" else "ring"} <= seen
 
 
