@@ -1,12 +1,17 @@
 """Train a click policy with reinforcement learning (stable-baselines3 PPO or DQN) on a segenv id.
 
-    python benchmarks/train_rl.py --algo ppo --total-timesteps 40000 --out runs/rl_ppo
-    python benchmarks/train_rl.py --algo dqn --total-timesteps 15000 --out runs/rl_dqn
-    python benchmarks/run.py --agent sb3 --model runs/rl_ppo/model.zip --episodes 100 --max-clicks 5
+    OMP_NUM_THREADS=1 python benchmarks/train_rl.py --algo ppo --total-timesteps 60000 --max-minutes 14 --out runs/rl_ppo
+    OMP_NUM_THREADS=1 python benchmarks/train_rl.py --algo dqn --learning-rate 1e-4 --batch-size 64 --gamma 0.9 \
+        --exploration-fraction 0.5 --target-update-interval 500 --total-timesteps 42000 --max-minutes 9.5 --out runs/rl_dqn
+    python benchmarks/run.py --agent sb3 --model runs/rl_ppo/model.zip --temperature 1 --episodes 100 --max-clicks 5
+
+(the runs, numbers and curves of docs/rl.md).
 
 One file in cleanrl's shape: the arguments are the dataclass :class:`Args` at the top, then the env,
-the logging callback, the model, the outputs. The env is the library's own: ``make_sb3_env`` (the
-overlay as a ``64x64x3`` uint8 image, the caption as word ids, ``text="words"``) inside ``ClickGrid``
+the logging callback, the model, the outputs. The policy network is
+:class:`agents.rl_extractor.WordFiLMGridCNN` (``--extractor nature``: SB3's stock one). The env is
+the library's own: ``make_sb3_env`` (the overlay as a ``64x64x3`` uint8 image, the caption as word
+ids, ``text="words"``) inside ``ClickGrid``
 (``Discrete(2 G^2)``: a positive or negative click at a cell centre of a ``G x G`` grid). Rewards
 are the env's, ``IoU(t+1) - IoU(t)``, so an episode's return is its IoU gain. Training uses the
 ``train`` split; evaluation (``--eval-episodes`` or ``benchmarks/run.py``) the held-out ``test`` split.
