@@ -56,7 +56,7 @@ PROTOCOLS: dict[str, dict[str, Any]] = {
 class EvalArgs:
     """Roll any agent out on any env id and report the paper's numbers (benchmarks/run.py, segagent bench)."""
 
-    agent: str = arg("oracle", "a registered agent: oracle, random, scripted, mllm or your own (agents.registry)")
+    agent: str = arg("oracle", "a registered agent: oracle, random, scripted, mllm, sb3 or your own (agents.registry)")
     env: str = arg("SegAgent-Shapes-v0", "a registered env id, e.g. SegAgent-RefCOCO-v0")
     split: Optional[str] = arg(None, "dataset split (default: the env id's)")
     episodes: int = arg(50, "number of episodes; 0 = the whole split; capped at its size")
@@ -67,8 +67,8 @@ class EvalArgs:
                        "the agent is seeded with it (random agent, oracle's random ties); the items are always "
                        "the first N of the split, in order")
     out: Optional[str] = arg(None, "summary JSON path (default: results/<agent>-<env>.json)")
-    model: Optional[str] = arg(None, "mllm: a local checkpoint folder (default: the shipped tiny model)")
-    temperature: float = arg(0.0, "mllm: sampling temperature, 0 = greedy")
+    model: Optional[str] = arg(None, "mllm: a local checkpoint folder (default: the shipped tiny model); sb3: RUN/model.zip")
+    temperature: float = arg(0.0, "mllm, sb3: sampling temperature, 0 = greedy / argmax")
     dtype: str = arg("auto", "mllm: model dtype (auto = bf16 on CUDA, fp32 on CPU; float32, bfloat16, float16)")
     overlay_format: Literal["png", "jpeg"] = arg("png", "mllm: the overlay as the model sees it: png (as is) or jpeg "
                                                   "(saved at quality 75 as Pillow does unasked, as SegAgent's released loop)")

@@ -79,3 +79,13 @@ def _mllm(model: "str | None" = None, temperature: float = 0.0, allow_end: bool 
         return QwenVLChatPolicy(QwenVLChatConfig(model_path=path, trust_remote_code=trust_remote_code, dtype=dtype))
     return MLLMPolicy(MLLMPolicyConfig(model_path=path, do_sample=temperature > 0, temperature=temperature or 1.0,
                                        allow_end=allow_end, dtype=dtype, overlay_format=overlay_format))
+
+
+@register_agent("sb3")
+def _sb3(model: "str | None" = None, temperature: float = 0.0, seed: int = 0, **_: Any):
+    """A stable-baselines3 model from ``benchmarks/train_rl.py``: ``--agent sb3 --model RUN/model.zip``
+    (its ``args.json`` beside it says how to rebuild the observation); ``--temperature 1`` samples
+    from the policy instead of taking its argmax."""
+    from .rl import make_sb3_agent
+
+    return make_sb3_agent(model, temperature=temperature, seed=seed)

@@ -7,8 +7,12 @@ libraries that cannot take a Text observation (stable-baselines3).
   ``env.spec.max_episode_steps == 4`` and truncates after the third click, exactly as the env does.
 * :class:`TextToTokens` turns ``obs["text"]`` into a fixed-length ``Box(uint8)`` of byte codes
   (0 = padding), so the expression stays in the observation without any tokenizer.
-* :func:`make_sb3_env` composes it with a smaller observation size and keeps only the keys a
-  policy needs.
+* :class:`TextToWords` turns it into ``text_words``: a fixed-length vector of word ids over a small
+  vocabulary (the procedural captions' words, other words hashed into buckets), a ``MultiDiscrete``
+  that SB3 one-hot encodes, so an MLP can tell "the red circle" from "the blue square" (byte codes,
+  read as numbers, are close to useless for a policy's feature extractor).
+* :func:`make_sb3_env` composes one of them (``text="bytes"`` or ``"words"``) with a smaller
+  observation size and keeps only the keys a policy needs.
 * :class:`ClickGrid`: a ``Discrete`` action space for RL (DQN, PPO with a categorical head): a
   ``G x G`` grid of cells times {negative, positive}, plus ``Finish`` and ``No object`` as one
   extra cell each on an ``action_mode="full"`` env.
@@ -20,7 +24,10 @@ wrapped env's ``env.spec`` lists its wrappers and ``gym.make(env.spec)`` rebuild
 from __future__ import annotations
 
 import inspect
-from typing import Any, Sequence
+import re
+import zlib
+from dataclasses import dataclass
+from typing import Any, Literal, Optional, Sequence
 
 import gymnasium as gym
 import numpy as np
@@ -28,7 +35,8 @@ from gymnasium import spaces
 from gymnasium.envs.registration import WrapperSpec
 from gymnasium.wrappers import TimeLimit
 
-__all__ = ["ClickBudgetTimeLimit", "ClickGrid", "TextToTokens", "make_sb3_env", "time_limit_kwargs"]
+__all__ = ["ClickBudgetTimeLimit", "ClickGrid", "GridCodec", "TextToTokens", "TextToWords", "WordCodec", "make_sb3_env",
+           "shapes_vocabulary", "time_limit_kwargs"]
 
 
 def _default_max_clicks() -> int:
@@ -112,33 +120,165 @@ class TextToTokens(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
         return obs
 
 
-class ClickGrid(gym.ActionWrapper, gym.utils.RecordConstructorArgs):
-    """``Discrete(2 G^2 [+ 2])`` actions: a click at a cell centre of a ``G x G`` grid, or an end action.
+#: The procedural captions' grammar words (segenv.datasets.shapes: "the small blue ring left of the
+#: yellow star", "the red object", "the large square at the top"); colours, shapes and sizes follow.
+GRAMMAR_WORDS: tuple[str, ...] = ("the", "object", "on", "at", "left", "right", "top", "bottom", "of", "above", "below")
+_WORD = re.compile(r"[a-z0-9]+")
+
+
+def shapes_vocabulary() -> tuple[str, ...]:
+    """Every word the procedural datasets (``shapes``, ``thin_shapes``, their no-target items) write.
+
+    Built from the dataset's own constants, so a new colour or shape joins the vocabulary by itself.
+    The order is part of a trained model's input: a run saves the list it was trained with
+    (``benchmarks/train_rl.py`` writes it to ``args.json``) and the ``sb3`` agent checks it.
+    """
+    from .datasets.shapes import COLORS, SIZES, SOLID_SHAPES, THIN_SHAPES
+
+    return GRAMMAR_WORDS + tuple(SIZES) + tuple(COLORS) + tuple(SOLID_SHAPES) + tuple(THIN_SHAPES)
+
+
+@dataclass(frozen=True)
+class WordCodec:
+    """Caption <-> fixed-length word ids: the one codec of :class:`TextToWords` and of agents that
+    rebuild its observation outside an env (``agents/rl.py``).
+
+    Ids: ``0`` = padding; ``1 .. V`` = the words of ``vocabulary`` in order; a word outside it
+    (RefCOCO's "man"; "left-most" splits into "left" "most") goes to one of ``hash_buckets`` ids
+    ``V+1 .. V+B`` by CRC-32 of the word, stable across processes and machines (Python's ``hash``
+    is salted per process); with ``hash_buckets=0`` every unknown word is the single id ``V+1``
+    (``<unk>``). Text is lower-cased and split into runs of letters and digits; words beyond
+    ``max_words`` are cut (the longest procedural caption has 9 words).
+    """
+
+    vocabulary: tuple[str, ...]
+    max_words: int = 12
+    hash_buckets: int = 32
+
+    def __post_init__(self) -> None:
+        if int(self.max_words) < 1 or int(self.hash_buckets) < 0:
+            raise ValueError(f"need max_words >= 1 and hash_buckets >= 0, got {self.max_words}, {self.hash_buckets}")
+        if not self.vocabulary or len(set(self.vocabulary)) != len(self.vocabulary):
+            raise ValueError("the vocabulary must be a non-empty list of distinct words")
+
+    @property
+    def n_ids(self) -> int:
+        """Ids run ``0 .. n_ids - 1``: padding, the words, the unknown-word buckets."""
+        return len(self.vocabulary) + 1 + max(1, self.hash_buckets)
+
+    def space(self) -> spaces.MultiDiscrete:
+        return spaces.MultiDiscrete(np.full(self.max_words, self.n_ids, np.int64))
+
+    def word_id(self, word: str) -> int:
+        """The id of one lower-case word (known: ``1..V``; unknown: its hash bucket)."""
+        try:
+            return self.vocabulary.index(word) + 1
+        except ValueError:
+            bucket = zlib.crc32(word.encode("utf-8")) % self.hash_buckets if self.hash_buckets else 0
+            return len(self.vocabulary) + 1 + bucket
+
+    def encode(self, text: str) -> np.ndarray:
+        """``text`` as ``int64[max_words]`` ids (0-padded, cut at ``max_words`` words)."""
+        ids = np.zeros(self.max_words, np.int64)
+        words = _WORD.findall(text.lower())[: self.max_words]
+        ids[: len(words)] = [self.word_id(w) for w in words]
+        return ids
+
+    def decode(self, ids: Sequence[int]) -> list[str]:
+        """The words of ``ids`` (padding dropped; an unknown word reads ``<unk:k>``, its bucket)."""
+        v = len(self.vocabulary)
+        return [self.vocabulary[i - 1] if i <= v else f"<unk:{i - v - 1}>" for i in (int(x) for x in ids) if i != 0]
+
+
+class TextToWords(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
+    """Replace the ``text`` key by ``text_words``: ``int64[max_words]`` word ids, 0-padded.
+
+    Why: a policy's feature extractor reads a ``Box`` of byte codes as magnitudes ("r" = 114 is
+    "near" "s" = 115), so colour and shape words are hard to tell apart; a ``MultiDiscrete`` of word
+    ids is one-hot encoded by stable-baselines3 (``preprocess_obs``) and by most RL code, which
+    gives a linear layer one input per (position, word). The ids are :class:`WordCodec`'s, over
+    ``vocabulary`` (default :func:`shapes_vocabulary`, 29 words) plus ``hash_buckets`` ids for
+    other words; ``self.codec`` encodes and decodes.
+    """
+
+    def __init__(
+        self,
+        env: gym.Env,
+        max_words: int = 12,
+        vocabulary: Optional[Sequence[str]] = None,
+        hash_buckets: int = 32,
+    ) -> None:
+        vocab = tuple(shapes_vocabulary() if vocabulary is None else (str(w).lower() for w in vocabulary))
+        self.codec = WordCodec(vocab, int(max_words), int(hash_buckets))
+        gym.utils.RecordConstructorArgs.__init__(
+            self, max_words=int(max_words), vocabulary=None if vocabulary is None else list(vocab),
+            hash_buckets=int(hash_buckets))
+        gym.ObservationWrapper.__init__(self, env)
+        if not isinstance(env.observation_space, spaces.Dict) or "text" not in env.observation_space.spaces:
+            raise ValueError(f"TextToWords needs a Dict observation with a 'text' key, got {env.observation_space}")
+        inner = dict(env.observation_space.spaces)
+        inner.pop("text")
+        inner["text_words"] = self.codec.space()
+        self.observation_space = spaces.Dict(inner)
+
+    # the codec's API on the wrapper, so ``env.get_wrapper_attr("decode")`` reaches it
+    @property
+    def vocabulary(self) -> tuple[str, ...]:
+        return self.codec.vocabulary
+
+    @property
+    def n_ids(self) -> int:
+        return self.codec.n_ids
+
+    def word_id(self, word: str) -> int:
+        return self.codec.word_id(word)
+
+    def encode(self, text: str) -> np.ndarray:
+        return self.codec.encode(text)
+
+    def decode(self, ids: Sequence[int]) -> list[str]:
+        return self.codec.decode(ids)
+
+    def observation(self, observation: dict) -> dict:
+        obs = dict(observation)
+        obs["text_words"] = self.codec.encode(obs.pop("text"))
+        return obs
+
+
+@dataclass(frozen=True)
+class GridCodec:
+    """Discrete index <-> typed action for a ``G x G`` click grid: the one codec of :class:`ClickGrid`
+    and of agents that map a trained policy's index back to a click outside the wrapper.
 
     Index ``i < 2 G^2``: ``positive = i >= G^2``, cell ``k = i mod G^2`` (row-major, ``k = row * G +
     col``), clicked at the cell centre ``((col + 0.5) / G, (row + 0.5) / G)``: the one grid codec
-    of the action text's ``<loc_k>`` tokens. On an ``action_mode="full"`` env two more indices follow:
-    ``2 G^2`` is ``Finish`` and ``2 G^2 + 1`` is ``No object``; a click-mode env has no end actions
-    (a ``Box(3)`` cannot express them). :meth:`index_of` maps an action back to its index.
+    of the action text's ``<loc_k>`` tokens. With ``mode="full"`` two more indices follow: ``2 G^2``
+    is ``Finish`` and ``2 G^2 + 1`` is ``No object``.
     """
 
-    def __init__(self, env: gym.Env, grid: int = 32) -> None:
-        if int(grid) < 1:
-            raise ValueError(f"grid must be >= 1, got {grid}")
-        gym.utils.RecordConstructorArgs.__init__(self, grid=int(grid))
-        gym.ActionWrapper.__init__(self, env)
-        self.grid = int(grid)
-        self.mode = getattr(env.unwrapped, "action_mode", "click")
-        self.n_clicks = 2 * self.grid**2
-        self.action_space = spaces.Discrete(self.n_clicks + (2 if self.mode == "full" else 0))
+    grid: int
+    mode: str = "click"
+
+    def __post_init__(self) -> None:
+        if int(self.grid) < 1:
+            raise ValueError(f"grid must be >= 1, got {self.grid}")
+
+    @property
+    def n_clicks(self) -> int:
+        return 2 * self.grid**2
+
+    @property
+    def n(self) -> int:
+        """The size of the ``Discrete`` action space."""
+        return self.n_clicks + (2 if self.mode == "full" else 0)
 
     def to_action(self, index: int):
         """The typed action (:mod:`segenv.actions`) of ``index``."""
         from .actions import NO_OBJECT, STOP, Click
 
         i = int(index)
-        if not 0 <= i < int(self.action_space.n):
-            raise ValueError(f"action index {index!r} is outside Discrete({self.action_space.n})")
+        if not 0 <= i < self.n:
+            raise ValueError(f"action index {index!r} is outside Discrete({self.n})")
         if i >= self.n_clicks:
             return STOP if i == self.n_clicks else NO_OBJECT
         g2 = self.grid**2
@@ -161,6 +301,34 @@ class ClickGrid(gym.ActionWrapper, gym.utils.RecordConstructorArgs):
         cell = min(int(action.y * g), g - 1) * g + min(int(action.x * g), g - 1)
         return cell + (g * g if action.positive else 0)
 
+
+class ClickGrid(gym.ActionWrapper, gym.utils.RecordConstructorArgs):
+    """``Discrete(2 G^2 [+ 2])`` actions: a click at a cell centre of a ``G x G`` grid, or an end action.
+
+    The indices are :class:`GridCodec`'s (``self.codec``): ``i < 2 G^2`` is a click, positive when
+    ``i >= G^2``, at the centre of cell ``i mod G^2`` (row-major). On an ``action_mode="full"`` env
+    two more indices follow: ``2 G^2`` is ``Finish`` and ``2 G^2 + 1`` is ``No object``; a
+    click-mode env has no end actions (a ``Box(3)`` cannot express them). :meth:`index_of` maps an
+    action back to its index.
+    """
+
+    def __init__(self, env: gym.Env, grid: int = 32) -> None:
+        self.codec = GridCodec(int(grid), getattr(env.unwrapped, "action_mode", "click"))
+        gym.utils.RecordConstructorArgs.__init__(self, grid=int(grid))
+        gym.ActionWrapper.__init__(self, env)
+        self.grid = self.codec.grid
+        self.mode = self.codec.mode
+        self.n_clicks = self.codec.n_clicks
+        self.action_space = spaces.Discrete(self.codec.n)
+
+    def to_action(self, index: int):
+        """The typed action (:mod:`segenv.actions`) of ``index``."""
+        return self.codec.to_action(index)
+
+    def index_of(self, action) -> int:
+        """The index of a typed action (a click goes to the cell it falls in)."""
+        return self.codec.index_of(action)
+
     def action(self, action: Any) -> np.ndarray:
         from .actions import action_to_space
 
@@ -169,18 +337,32 @@ class ClickGrid(gym.ActionWrapper, gym.utils.RecordConstructorArgs):
 
 def make_sb3_env(
     env_id: str = "SegAgent-Shapes-v0",
-    keys: Sequence[str] = ("overlay", "text_tokens"),
+    keys: Optional[Sequence[str]] = None,
     image_size: int = 64,
     max_text_length: int = 64,
+    text: Literal["bytes", "words"] = "bytes",
+    max_words: int = 12,
     **kwargs: Any,
 ) -> gym.Env:
-    """An env that stable-baselines3's ``PPO("MultiInputPolicy")`` accepts: Dict of uint8 Boxes.
+    """An env that stable-baselines3's ``PPO("MultiInputPolicy")`` / ``DQN`` accept: a Dict of uint8
+    images and small integer vectors.
 
-    ``gym.make(env_id, image_size=image_size, **kwargs)`` wrapped in :class:`TextToTokens` and
-    ``gymnasium.wrappers.FilterObservation(keys)``; ``env.spec`` records all of it.
+    ``gym.make(env_id, image_size=image_size, **kwargs)``, the text as :class:`TextToTokens`
+    (``text="bytes"``, ``max_text_length`` bytes, key ``text_tokens``; the default, as before) or
+    :class:`TextToWords` (``text="words"``, ``max_words`` word ids, key ``text_words``: what a policy
+    should learn from), then ``gymnasium.wrappers.FilterObservation(keys)`` (default: ``overlay``
+    and the text key). Images stay ``HxWx3`` uint8: SB3 transposes them to channels-first and
+    scales them to [0, 1] itself. ``env.spec`` records all of it, so ``gym.make(env.spec)`` rebuilds it.
     """
     import segenv  # noqa: F401  (registers ids)
 
+    if text not in ("bytes", "words"):
+        raise ValueError(f"text must be 'bytes' or 'words', got {text!r}")
     env = gym.make(env_id, image_size=image_size, **kwargs)
-    env = TextToTokens(env, max_text_length)
+    if text == "words":
+        env = TextToWords(env, max_words=max_words)
+    else:
+        env = TextToTokens(env, max_text_length)
+    if keys is None:
+        keys = ("overlay", "text_words" if text == "words" else "text_tokens")
     return gym.wrappers.FilterObservation(env, filter_keys=list(keys))
