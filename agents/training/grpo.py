@@ -128,7 +128,8 @@ def build_state_dataset(config: GRPORunConfig, policy: Any) -> Any:
     restorer = StateRestorer(config.env_id, config.split, config.obs_size, config.max_clicks)
     n_items = len(restorer.env(config.initial_states[0]).unwrapped.dataset)
     items = range(config.start, n_items)
-    gathered = gather_states(policy, restorer, items, config.initial_states, config.seed, limit=config.states)
+    gathered = gather_states(policy, restorer, items, config.initial_states, config.seed, limit=config.states,
+                             image_size=model_input_size(policy.processor))
     restorer.close()
     if len(gathered) < config.states:
         log.warning("only %d states from items %d..%d", len(gathered), config.start, n_items - 1)
@@ -142,6 +143,19 @@ def build_state_dataset(config: GRPORunConfig, policy: Any) -> Any:
         "hist_pos": Sequence(Value("int32")), "iou": Value("float64"),
     })
     return Dataset.from_list(rows, features=features)
+
+
+def model_input_size(processor: Any) -> Optional[int]:
+    """The square side a processor resizes every image to with PIL bicubic (the tiny model's
+    ``CLIPImageProcessorPil`` at 112), or None when it does something else (then the overlays are
+    stored at the observation size and the processor does its own resizing)."""
+    image_processor = getattr(processor, "image_processor", None)
+    size = getattr(image_processor, "size", None) or {}
+    if (not getattr(image_processor, "do_resize", False) or getattr(image_processor, "do_center_crop", False)
+            or getattr(image_processor, "resample", None) != 3):
+        return None
+    height, width = size.get("height"), size.get("width")
+    return int(height) if height and height == width else None
 
 
 def load_or_gather_states(config: GRPORunConfig, policy_factory: Any) -> Any:
@@ -345,7 +359,7 @@ def main(argv: Optional[list[str]] = None) -> None:
 
 
 __all__ = ["GRPORewards", "GRPORunConfig", "build_grpo_config", "build_state_dataset", "load_or_gather_states",
-           "main", "train_grpo"]
+           "main", "model_input_size", "train_grpo"]
 
 if __name__ == "__main__":
     main()
