@@ -13,7 +13,7 @@ the ranks)::
    it sees when acting), the overlay as ``image``, and the state's recipe (sample index, reset
    seed, initial state, clicks so far, true IoU; :class:`~agents.training.grpo_states.PromptState`).
    The main process gathers them once into ``OUT/states`` (``datasets.save_to_disk``); other ranks
-   load that folder.
+   wait for it and load that folder (tested with ``torchrun --nproc_per_node 2`` on CPU).
 2. **Rewards** (weights ``w_gain``, ``w_format``, ``w_iou_line``; trl sums them): ``iou_gain``
    restores the env to the prompt's state, applies the completion's action and returns the IoU
    change (``Finish`` and unparsable answers 0); ``format`` is 1 for a parsable answer with its
@@ -158,14 +158,19 @@ def model_input_size(processor: Any) -> Optional[int]:
     return int(height) if height and height == width else None
 
 
-def load_or_gather_states(config: GRPORunConfig, policy_factory: Any) -> Any:
+def load_or_gather_states(config: GRPORunConfig, policy_factory: Any, args: Any) -> Any:
     """``OUT/states`` (or ``states_dir``) if it exists, else gathered by the main process and saved;
-    every other rank waits for it and loads it (``accelerate.PartialState().main_process_first``)."""
-    from accelerate import PartialState
+    every other rank waits for it and loads it.
+
+    ``args``: the run's ``GRPOConfig``. Its ``main_process_first`` is the barrier: building it set
+    up the distributed state, so under ``torchrun`` the ranks are known here (a bare
+    ``accelerate.PartialState()`` made before that saw one process per rank, and every rank
+    gathered into the same folder).
+    """
     from datasets import load_from_disk
 
     path = config.states_path
-    with PartialState().main_process_first():
+    with args.main_process_first(local=False, desc="gathering GRPO prompt states"):
         if not os.path.isdir(path):
             ds = build_state_dataset(config, policy_factory())
             ds.save_to_disk(path)
@@ -327,14 +332,15 @@ def train_grpo(config: GRPORunConfig, model: Any = None, processor: Any = None) 
         return MLLMPolicy(MLLMPolicyConfig(model_path=config.init, max_new_tokens=config.max_completion_length),
                           model=model, processor=processor)
 
-    states = load_or_gather_states(config, policy_factory)
+    args = build_grpo_config(config)
+    states = load_or_gather_states(config, policy_factory, args)
     fmt = ActionFormat.from_model_config(model.config)
     restorer = StateRestorer(config.env_id, config.split, config.obs_size, config.max_clicks)
     rewards = GRPORewards(fmt, restorer, config.iou_tolerance)
     history: dict = {"config": asdict(config), "states": len(states), "log": []}
     model.train()
     trainer = _trainer_class()(
-        model=model, reward_funcs=rewards.funcs(), args=build_grpo_config(config), train_dataset=states,
+        model=model, reward_funcs=rewards.funcs(), args=args, train_dataset=states,
         processing_class=processor, callbacks=[_history_callback(config, history)],
     )
     t0 = time.time()
