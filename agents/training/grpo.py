@@ -27,6 +27,9 @@ the ranks)::
 4. **Output**: ``OUT`` is a checkpoint folder (weights, config, processor) that
    ``benchmarks/run.py --agent mllm --model OUT`` runs, plus ``grpo_history.json`` (every logged
    metric) and ``grpo_config.json``.
+
+Measured (docs/grpo.md): 18 CPU minutes of GRPO from the shipped tiny model do not change its
+final mIoU on Shapes beyond noise (paired bootstrap); it learns to answer ``Finish`` sooner.
 """
 
 from __future__ import annotations
