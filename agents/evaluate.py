@@ -56,7 +56,7 @@ PROTOCOLS: dict[str, dict[str, Any]] = {
 class EvalArgs:
     """Roll any agent out on any env id and report the paper's numbers (benchmarks/run.py, segagent bench)."""
 
-    agent: str = arg("oracle", "a registered agent: oracle, random, scripted, mllm, sb3 or your own (agents.registry)")
+    agent: str = arg("oracle", "a registered agent: oracle, random, scripted, mllm, tree (PRM-guided search), sb3 or your own (agents.registry)")
     env: str = arg("SegAgent-Shapes-v0", "a registered env id, e.g. SegAgent-RefCOCO-v0")
     split: Optional[str] = arg(None, "dataset split (default: the env id's)")
     episodes: int = arg(50, "number of episodes; 0 = the whole split; capped at its size")
@@ -77,6 +77,12 @@ class EvalArgs:
     end_actions: bool = arg(True, "mllm: no Finish / No Object Found answers (banned in decoding): a fixed click budget")
     finish_iou: Optional[float] = arg(None, "oracle: answer Finish once the IoU reaches this (unset: only when "
                                       "nothing is left to fix, so it uses its whole budget as RITM's protocol)")
+    search_k: int = arg(4, "tree: candidate clicks per step (the greedy one included), scored by the PRM in one batch")
+    search_margin: float = arg(0.0, "tree: answer Finish when no candidate's predicted IoU beats the current mask's by more "
+                               "than this (IoU fraction)")
+    search_stop: bool = arg(True, "tree: never stop on the PRM's say-so (click until --max-clicks; the policy's own "
+                            "Finish still ends the episode)")
+    prm_model: Optional[str] = arg(None, "tree: a separate reward-model checkpoint folder (default: the policy judges its own masks)")
     initial_state: Literal["empty", "box", "points", "text"] = arg(
         "empty", "the initial mask (paper B.1); text = the --text-segmenter's mask for the expression (Tab. 5 row)")
     text_segmenter: Optional[str] = arg(None, "text segmenter for --initial-state text and --agent sam3-text: "
@@ -157,7 +163,7 @@ def make_env(args: EvalArgs, render: bool = False) -> gym.Env:
 
 # the arguments that decide what a run's episodes are: --resume refuses a run whose values differ
 RUN_IDENTITY = ("agent", "env", "split", "seed", "max_clicks", "segmenter", "model", "temperature", "end_actions", "dtype", "finish_iou",
-                "overlay_format",
+                "overlay_format", "search_k", "search_margin", "search_stop", "prm_model",
                 "initial_state", "text_segmenter", "box_step", "image_size", "target_iou", "data_root", "score", "limit",
                 "empty_targets", "protocol")
 
@@ -236,7 +242,8 @@ def evaluate(args: EvalArgs) -> dict:
     agent = make_agent(args.agent, seed=args.seed, model=args.model, temperature=args.temperature,
                        allow_end=args.end_actions, dtype=args.dtype, overlay_format=args.overlay_format,
                        trust_remote_code=args.trust_remote_code, finish_iou=args.finish_iou,
-                       text_segmenter=args.text_segmenter)
+                       text_segmenter=args.text_segmenter, search_k=args.search_k, search_margin=args.search_margin,
+                       search_stop=args.search_stop, prm_model=args.prm_model)
     args = with_agent_overrides(args, agent)
     if args.num_shards > 1:  # sharded (torchrun): this process's part, then the merge if all parts are done
         from .eval_shards import merge_shards, shard_path
@@ -344,6 +351,9 @@ def _evaluate_locked(args: EvalArgs, out: Path, agent: Any) -> dict:
     skip_empty = args.empty_targets == "skip" or (
         args.empty_targets == "auto" and not getattr(base.dataset, "no_target_items", False))
     meta = {"split": getattr(base.dataset, "split", args.split), "segmenter": getattr(base.segmenter, "name", str(args.segmenter))}
+    agent_stats = getattr(agent, "stats", None)  # e.g. tree search's candidates scored and why it stopped
+    if callable(getattr(agent_stats, "to_dict", None)):
+        meta["agent_stats"] = agent_stats.to_dict()
     summary = build_summary(args, meta, trajs, skipped, wall, skip_empty)
     out.write_text(json.dumps(summary, indent=2))
     plot_curve(summary, out.with_suffix(".png"))

@@ -81,6 +81,18 @@ def _mllm(model: "str | None" = None, temperature: float = 0.0, allow_end: bool 
                                        allow_end=allow_end, dtype=dtype, overlay_format=overlay_format))
 
 
+@register_agent("tree")
+def _tree(model: "str | None" = None, temperature: float = 0.0, seed: int = 0, search_k: int = 4,
+          search_margin: float = 0.0, search_stop: bool = True, prm_model: "str | None" = None, dtype: str = "auto",
+          **_: Any):
+    """PRM-guided tree search over an MLLM policy (agents.tree_search): ``--agent tree --search-k 4``;
+    ``--temperature`` is the proposals' (0 = 1.0), ``--prm-model`` a separate reward model."""
+    from .tree_search import make_tree_search_agent
+
+    return make_tree_search_agent(model, k=search_k, temperature=temperature or 1.0, prm_model=prm_model,
+                                  stop_margin=search_margin, seed=seed, dtype=dtype, stop_when_no_gain=search_stop)
+
+
 @register_agent("sb3")
 def _sb3(model: "str | None" = None, temperature: float = 0.0, seed: int = 0, **_: Any):
     """A stable-baselines3 model from ``benchmarks/train_rl.py``: ``--agent sb3 --model RUN/model.zip``

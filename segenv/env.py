@@ -6,7 +6,7 @@ import numbers
 import string
 import time
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import gymnasium as gym
 import numpy as np
@@ -218,6 +218,7 @@ class SegEnv(gym.Env):
         self.box_step = bool(box_step) and initial_state == "box"
         self.action_space = spaces.Box(0.0, 1.0, (3 if action_mode == "click" else 4,), np.float32)
         self._sample: Optional[Sample] = None
+        self._previewed: dict = {}
         self._figure = None
 
     # ------------------------------------------------------------------ episode state
@@ -243,6 +244,7 @@ class SegEnv(gym.Env):
         self._logits: Any = None
         self._num_clicks = 0
         self._end_action: Optional[str] = None
+        self._previewed: dict = {}  # action -> (mask, logits) from preview(), valid until the state changes
         self.last_segmenter_seconds = 0.0
         t0 = time.perf_counter()
         self.segmenter.set_image(sample.image)
@@ -267,11 +269,52 @@ class SegEnv(gym.Env):
         pending = self._prepare_step(action)
         prediction = None
         if pending.prompt is not None:
-            p = pending.prompt
-            t0 = time.perf_counter()
-            prediction = self.segmenter.predict(p.points, p.labels, p.box, prev_logits=p.prev_logits)
-            self.last_segmenter_seconds = time.perf_counter() - t0
+            prediction = self._previewed.get(pending.parsed)  # preview() already segmented this action
+            if prediction is None:
+                p = pending.prompt
+                t0 = time.perf_counter()
+                prediction = self.segmenter.predict(p.points, p.labels, p.box, prev_logits=p.prev_logits)
+                self.last_segmenter_seconds = time.perf_counter() - t0
         return self._finish_step(pending, prediction)
+
+    def preview(self, actions: Sequence["Action | np.ndarray"]) -> list[dict]:
+        """The observation each of ``actions`` WOULD give from the current state; changes nothing.
+
+        Why: PRM-guided tree search (paper Alg. 2, Fig. 5) scores K candidate clicks by the masks
+        they produce before committing to one. All clicks (and a first box) go to the segmenter in
+        ONE :meth:`~segenv.segmenters.base.Segmenter.predict_many` call on the cached image.
+        ``Finish`` (and ``None`` / ``INVALID``) preview the current mask, ``NoObject`` an empty one.
+        Each observation is what :meth:`step` would return (``image``, ``overlay``, ``mask``,
+        ``text``) and nothing more: no IoU, no ground truth, so an agent may call it. The masks are
+        remembered until the state changes, so stepping a previewed action gives exactly the
+        previewed mask without a second segmenter call. A malformed action raises ``ValueError``
+        (as :meth:`step` does) before the segmenter runs.
+        """
+        pendings = [self._prepare_step(a) for a in actions]
+        asks = [i for i, pend in enumerate(pendings) if pend.prompt is not None and pend.parsed not in self._previewed]
+        t0 = time.perf_counter()
+        answers = self.segmenter.predict_many([pendings[i].prompt for i in asks]) if asks else []
+        if len(answers) != len(asks):
+            raise RuntimeError(f"predict_many returned {len(answers)} results for {len(asks)} prompts")
+        self.last_segmenter_seconds = time.perf_counter() - t0
+        assert self._sample is not None
+        shape = self._sample.mask.shape
+        for i, (mask, logits) in zip(asks, answers):
+            mask = np.asarray(mask)
+            if mask.shape != shape:
+                raise ValueError(f"segmenter returned a mask of shape {mask.shape}, expected {shape}")
+            self._previewed[pendings[i].parsed] = (mask, logits)
+        out = []
+        for pend in pendings:
+            if pend.prompt is not None:
+                small = R.resize_mask(np.asarray(self._previewed[pend.parsed][0], bool), self.image_size).view(np.uint8)
+            elif isinstance(pend.parsed, NoObject):
+                small = np.zeros_like(self._mask_small)
+            else:
+                small = self._mask_small
+            clicks = pend.prompts_after[2] if pend.prompts_after is not None else None
+            out.append(self._observation(small, clicks))
+        return out
 
     # The two halves of step(). segenv.vector.SegVectorEnv calls them around ONE batched segmenter
     # call for all its sub-envs, so a vector step and a single step share every rule below.
@@ -324,8 +367,10 @@ class SegEnv(gym.Env):
             self._points, self._labels, self._clicks, self._box = pending.prompts_after
             self._logits = logits
             self._set_mask(mask)
+            self._previewed = {}  # previews were made from the old prompts
         elif isinstance(pending.parsed, NoObject):
             self._set_mask(np.zeros_like(sample.mask))
+            self._previewed = {}
         end = pending.end
         # Finish changes nothing. Clicks and invalid steps use up a click; the box and end actions do not.
         if end is None and not isinstance(pending.parsed, BoxPrompt):
@@ -363,14 +408,16 @@ class SegEnv(gym.Env):
         return text[:TEXT_MAX_LENGTH]
 
     # ------------------------------------------------------------------ views
-    def _observation(self) -> dict:
-        overlay = R.overlay_mask(self._image_small, self._mask_small, blended=self._blended)
+    def _observation(self, mask_small: Optional[npt.NDArray[np.uint8]] = None, clicks: Optional[list] = None) -> dict:
+        """The observation of the current mask, or of ``mask_small`` (SxS, 0/1) and ``clicks`` for :meth:`preview`."""
+        mask_small = self._mask_small if mask_small is None else mask_small
+        overlay = R.overlay_mask(self._image_small, mask_small, blended=self._blended)
         if self.draw_clicks:
-            R.draw_clicks(overlay, self._clicks)
+            R.draw_clicks(overlay, self._clicks if clicks is None else clicks)
         return {
             "image": self._image_small.copy(),
             "overlay": overlay,
-            "mask": self._mask_small * np.uint8(255),
+            "mask": mask_small * np.uint8(255),
             "text": self._text,
         }
 

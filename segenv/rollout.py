@@ -9,7 +9,9 @@ invalid step (e.g. unparsable model text), :data:`STOP` (which *is* a
 ``env.step`` like any action and are recorded as a step (kind 3 / 4); RL agents reach them
 through the env's ``action_mode="full"``. The :class:`Trajectory` says which action ended the
 episode (``end_action``). Agents see ``info`` without ``gt_mask`` unless they set
-``needs_gt = True``. If an agent sets ``last_output`` (e.g. the raw text a model generated), it
+``needs_gt = True``. An agent that defines ``attach_lookahead(lookahead)`` (a planner) gets a
+:class:`segenv.lookahead.Lookahead` of the env before each episode: it previews the masks of
+candidate actions, never the ground truth. If an agent sets ``last_output`` (e.g. the raw text a model generated), it
 is recorded with the step.
 
 A malformed action (``ValueError`` from the env) becomes a recorded invalid step, never a crash
@@ -26,6 +28,7 @@ from typing import Any, Callable, Optional, Protocol, Sequence
 import numpy as np
 
 from .actions import INVALID, KIND_FINISH, KIND_NO_OBJECT, STOP, action_to_array, action_to_space, end_action_name, parse_action
+from .lookahead import attach_lookahead
 
 __all__ = ["INVALID", "SCORE_RULES", "STOP", "StepRecord", "Trajectory", "run_episode", "run_episodes", "run_vector", "summarize"]
 # STOP and INVALID live in segenv.actions (one vocabulary); they stay importable from here.
@@ -182,6 +185,7 @@ def run_episode(
     base = env.unwrapped
     needs_gt = bool(getattr(agent, "needs_gt", False))
     view = (lambda i: i) if needs_gt else strip_gt
+    attach_lookahead(agent, base)  # planners (tree search) preview candidate actions; GT-free
     agent.reset(obs, view(info))
     traj = _new_trajectory(info, obs)
     done = False
@@ -284,6 +288,9 @@ def run_vector(
     n = envs.num_envs
     if len(agents) != n:
         raise ValueError(f"need one agent per sub-env: {n} envs, {len(agents)} agents")
+    if any(callable(getattr(a, "attach_lookahead", None)) for a in agents):
+        raise ValueError("planners that preview actions (attach_lookahead, e.g. tree search) run through "
+                         "run_episode on a single env, not run_vector")
     obs, infos = envs.reset(seed=seed)
 
     def unbatch(batch: dict, i: int) -> dict:
