@@ -33,6 +33,13 @@ Three kinds, each saved as ONE Hugging Face dataset (``datasets.load_from_disk(o
   ``No Object Found`` on an empty target) and the true IoU. The policy's own mistakes are where
   pure imitation of oracle traces never goes (TOOLCHAIN.md: distribution shift).
 
+* ``"masks"`` (the PRM's data, paper E.1's construction on TRAIN items): per item
+  ``masks_per_item`` masks from ``k`` random points inside the ground-truth box, labelled by GT
+  membership and run through the env's segmenter (the env's ``initial_state="points"``, ``k`` drawn
+  from ``[min_points, max_points]``), each labelled like ``"dagger"`` (:func:`oracle_label`) with its
+  true IoU. Oracle traces hold mostly near-perfect masks, so the ``Current IOU`` line rarely sees
+  the mid-quality masks (IoU 0.2-0.7) it must rank for annotation filtering and tree search.
+
 Labels are grid cells (:func:`label_cell`): the oracle (:func:`segenv.clicker.next_click`)
 decides the sign; the cell is the one whose *centre* lies deepest inside the error region of that
 sign, so the decoded click (the cell centre) lands in the right region; the oracle pixel's cell is
@@ -64,7 +71,7 @@ from segenv.clicker import next_click, padded_distance
 from segenv.rollout import STOP
 
 log = logging.getLogger(__name__)
-KINDS = ("first", "later", "traces", "dagger")
+KINDS = ("first", "later", "traces", "dagger", "masks")
 
 
 @dataclass
@@ -88,6 +95,8 @@ class TinyDataConfig:
         initial_states: initial states drawn from (uniformly, per item) for later-click episodes.
         later_labels: ``"oracle"`` (the cell oracle's click) or ``"target"`` (a positive click on
             the target's deepest cell, whatever the mask) for later-click examples.
+        masks_per_item, min_points, max_points: the ``"masks"`` kind: masks per item and the range
+            of random points each is made from.
         no_target_fraction: if set, the env's dataset is built with this share of no-target items
             (``dataset_kwargs``; the Shapes datasets); None keeps the env id's own dataset.
         seed: seeds that draw and the episodes' reset seeds.
@@ -112,6 +121,9 @@ class TinyDataConfig:
     finish_iou: float = 0.98
     finish_keep: float = 1.0
     no_target_fraction: Optional[float] = None
+    masks_per_item: int = 2
+    min_points: int = 1
+    max_points: int = 8
     seed: int = 0
     progress: bool = True
 
@@ -128,6 +140,8 @@ class TinyDataConfig:
             raise ValueError("kind='traces' needs --traces (a folder made by `segagent traces`)")
         if not 0.0 <= self.finish_keep <= 1.0:
             raise ValueError(f"finish_keep must be in [0, 1], got {self.finish_keep}")
+        if self.masks_per_item < 1 or not 1 <= self.min_points <= self.max_points:
+            raise ValueError("need masks_per_item >= 1 and 1 <= min_points <= max_points")
         if self.grid < 1 or self.image_size < 16 or self.max_clicks < 1 or not self.initial_states:
             raise ValueError("grid >= 1, image_size >= 16, max_clicks >= 1 and some initial_states are needed")
 
@@ -306,6 +320,32 @@ def dagger_examples(config: TinyDataConfig) -> list[dict]:
     return rows
 
 
+def mask_examples(config: TinyDataConfig) -> list[dict]:
+    """Random-point masks of items ``start .. stop - 1``, oracle-labelled (module docstring)."""
+    from tqdm.auto import tqdm
+
+    from segenv import render as R
+
+    env = _make_env(config, "points")
+    base = env.unwrapped
+    rng = np.random.default_rng(config.seed * 1_000_003 + config.start)
+    rows: list[dict] = []
+    for i in tqdm(range(config.start, min(config.stop, len(base.dataset))), desc="random-point masks",
+                  disable=not config.progress):
+        for j in range(config.masks_per_item):
+            base.initial_points = int(rng.integers(config.min_points, config.max_points + 1))  # read by reset
+            obs, info = env.reset(seed=int(rng.integers(2**31)), options={"index": i})
+            mask = np.asarray(obs["mask"]) > 0
+            gt = R.resize_mask(np.asarray(info["gt_mask"], bool), mask.shape[0])
+            iou = float(info["iou"])
+            action, positive, cell = oracle_label(gt, mask, iou, config.grid, config.finish_iou)
+            rows.append({"image": prep_image(np.asarray(obs["overlay"]), config.image_size), "text": str(obs["text"]),
+                         "positive": positive, "cell": cell, "sample_index": i, "step": j, "kind": "masks",
+                         "action": action, "iou": iou})
+    env.close()
+    return rows
+
+
 def later_click_examples(config: TinyDataConfig) -> list[dict]:
     """Examples from :class:`CellOracle` episodes through the rollout harness (module docstring)."""
     from tqdm.auto import tqdm
@@ -408,7 +448,7 @@ def build_examples(config: TinyDataConfig):
     from datasets import Dataset
 
     build = {"first": first_click_examples, "later": later_click_examples, "traces": trace_examples,
-             "dagger": dagger_examples}[config.kind]
+             "dagger": dagger_examples, "masks": mask_examples}[config.kind]
     rows = build(config)
     if not rows:
         raise ValueError(
@@ -434,7 +474,7 @@ def main(argv: Optional[list[str]] = None) -> None:
 
 
 __all__ = ["CellOracle", "TinyDataConfig", "build_examples", "cell_to_xy", "dagger_examples", "deepest_cell",
-           "features", "first_click_examples", "label_cell", "later_click_examples", "oracle_label", "pixel_cell",
+           "features", "first_click_examples", "label_cell", "later_click_examples", "mask_examples", "oracle_label", "pixel_cell",
            "prep_image", "trace_examples"]
 
 if __name__ == "__main__":

@@ -167,6 +167,33 @@ def test_later_click_examples_come_from_harness_episodes():
     assert cell_to_xy(15, 14) == pytest.approx((1.5 / 14, 1.5 / 14))
 
 
+def test_mask_examples_are_random_point_masks_labelled_by_the_oracle_with_their_true_iou():
+    """The PRM's data: masks of many qualities from random GT-box points, each with its true IoU."""
+    import gymnasium as gym
+
+    from agents.training.tiny_data import TinyDataConfig, build_examples, oracle_label
+    from segenv import render as R
+
+    cfg = TinyDataConfig(kind="masks", stop=4, masks_per_item=3, min_points=1, max_points=6, progress=False)
+    ds = build_examples(cfg)
+    assert len(ds) == 12 and set(ds["kind"]) == {"masks"} and ds["sample_index"] == [i for i in range(4) for _ in range(3)]
+    assert len(set(round(v, 4) for v in ds["iou"])) > 3  # masks of different qualities
+    assert set(ds["action"]) <= {"click", "finish"}
+    again = build_examples(cfg)
+    assert again["iou"] == ds["iou"] and again["cell"] == ds["cell"]  # seeded
+    # the label is what the oracle answers on that very mask (rebuild item 0's first mask the same way)
+    env = gym.make("SegAgent-Shapes-v0", split="train", image_size=cfg.obs_size, initial_state="points")
+    rng = np.random.default_rng(cfg.seed * 1_000_003 + cfg.start)
+    env.unwrapped.initial_points = int(rng.integers(cfg.min_points, cfg.max_points + 1))
+    obs, info = env.reset(seed=int(rng.integers(2**31)), options={"index": 0})
+    assert info["iou"] == pytest.approx(ds["iou"][0], abs=1e-6)
+    mask = obs["mask"] > 0
+    action, positive, cell = oracle_label(R.resize_mask(info["gt_mask"], mask.shape[0]), mask, info["iou"], 14, 0.98)
+    assert (action, positive, cell) == (ds["action"][0], ds["positive"][0], ds["cell"][0])
+    with pytest.raises(ValueError, match="min_points"):
+        TinyDataConfig(kind="masks", min_points=5, max_points=2)
+
+
 def test_trl_trains_it_with_the_models_own_loss(saved, tmp_path):
     """trl's default fused LM head multiplies backbone states by one output matrix, which a
     per-image pointer is not: the SFT module picks the trainer whose loss is the model's own."""
