@@ -176,6 +176,12 @@ def main_row(summary: dict, how: str, path: str) -> dict:
 
 
 # ---------------------------------------------------------------------------------- the PRM table
+def same_prm_args(saved: dict, wanted: dict) -> bool:
+    """The PRM result on disk was made with these arguments; where it was written does not count
+    (a report folder that was moved or copied keeps its results)."""
+    return {k: v for k, v in saved.items() if k != "out"} == {k: v for k, v in wanted.items() if k != "out"}
+
+
 def prm_table(args: ReportArgs, out_dir: Path) -> dict:
     """Paper Tab. 3's metrics from :mod:`benchmarks.prm_filtering`, reused from disk when its args match."""
     from benchmarks import prm_filtering as pf
@@ -184,7 +190,7 @@ def prm_table(args: ReportArgs, out_dir: Path) -> dict:
                           model=args.model, image_size=args.image_size, seed=args.seed,
                           out=str(out_dir / "prm_filtering.json"))
     saved = _read_json(Path(fa.out))
-    if not args.force and saved is not None and saved.get("args") == asdict(fa):
+    if not args.force and saved is not None and same_prm_args(saved.get("args") or {}, asdict(fa)):
         result, how = saved, "reused"
     else:
         result, how = pf.run(fa), "ran"
