@@ -91,11 +91,20 @@ def eval_args(args: ReportArgs, env_id: str, agent: str, out_dir: Path) -> Any:
                     out=str(out_dir / "runs" / env_id / f"{agent}.json"), progress=args.progress)
 
 
-def probe_env(ea: Any) -> tuple[Optional[int], Optional[str]]:
-    """``(items in the split, None)``, or ``(None, the error's first line)`` when the data is missing.
+@dataclass(frozen=True)
+class EnvProbe:
+    """What the report needs to know of an env before running agents on it."""
 
-    Made once per env before any agent is built, so a missing dataset costs no model load. Only a
-    missing dataset is turned into a skip: any other error is a bug and is raised.
+    items: int = 0  # items in the split
+    no_target: bool = False  # its dataset makes items whose caption names an absent object
+    error: Optional[str] = None  # why it cannot run: the first line of the missing-data error
+
+
+def probe_env(ea: Any) -> EnvProbe:
+    """Make the env once, before any agent is built, so a missing dataset costs no model load.
+
+    Only a missing dataset (:class:`segenv.DatasetNotFoundError`) becomes a skip: any other error
+    is a bug and is raised.
     """
     from agents.evaluate import make_env
     from segenv import DatasetNotFoundError
@@ -103,9 +112,10 @@ def probe_env(ea: Any) -> tuple[Optional[int], Optional[str]]:
     try:
         env = make_env(ea)
     except DatasetNotFoundError as exc:
-        return None, str(exc).strip().splitlines()[0]
+        return EnvProbe(error=str(exc).strip().splitlines()[0])
     try:
-        return len(env.unwrapped.dataset), None
+        dataset = env.unwrapped.dataset
+        return EnvProbe(items=len(dataset), no_target=bool(getattr(dataset, "no_target_items", False)))
     finally:
         env.close()
 
@@ -249,14 +259,15 @@ def run_envs(args: ReportArgs, report: dict, out_dir: Path) -> None:
     for env_id in args.envs:
         entry: dict[str, Any] = {"rows": []}
         report["envs"][env_id] = entry
-        items, error = probe_env(eval_args(args, env_id, args.agents[0], out_dir))
-        if error is not None:
-            log.warning("%s skipped: %s", env_id, error)
-            entry["skipped"] = error
+        probe = probe_env(eval_args(args, env_id, args.agents[0], out_dir))
+        if probe.error is not None:
+            log.warning("%s skipped: %s", env_id, probe.error)
+            entry["skipped"] = probe.error
             bar.update(len(args.agents))
             write_outputs(report, out_dir, figure=False)
             continue
-        episodes = expected_episodes(args.episodes, items)
+        entry["no_target_env"] = probe.no_target
+        episodes = expected_episodes(args.episodes, probe.items)
         for agent in args.agents:
             ea = eval_args(args, env_id, agent, out_dir)
             summary, how = run_cell(ea, episodes, args.force)

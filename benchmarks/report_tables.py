@@ -85,17 +85,17 @@ def published_for(env_id: str) -> list[Published]:
 def main_table(entry: dict) -> list[str]:
     """One env's rows: mIoU per click, final mIoU, cIoU, NoC, stopping, no-target, invalid, time."""
     rows = entry["rows"]
-    no_target = any((r.get("no_target_items") or 0) > 0 for r in rows)
+    no_target = entry.get("no_target_env") or any((r.get("no_target_items") or 0) > 0 for r in rows)
     head = ["agent", "mIoU@1 .. @N", "final mIoU", "cIoU", "NoC@85", "NoC@90", "clicks used", "Finish rate",
             "stop at best"]
-    head += ["no-target acc.", "false no-object"] if no_target else []
+    head += ["no-target items", "no-target acc.", "false no-object"] if no_target else []
     head += ["invalid steps", "s/click", "run"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [r["agent"], " ".join(fmt(v) for v in r["miou_per_click"]), fmt(r["miou"]), fmt(r["ciou"]),
                  fmt(r["noc85"], 2), fmt(r["noc90"], 2), fmt(r["clicks_used"], 2), fmt(r["finish_rate"], 2),
                  fmt(r["stop_at_best_rate"], 2)]
-        cells += [fmt(r["no_target_accuracy"], 2), fmt(r["false_no_object_rate"], 3)] if no_target else []
+        cells += [fmt(r["no_target_items"]), fmt(r["no_target_accuracy"], 2), fmt(r["false_no_object_rate"], 3)] if no_target else []
         cells += [fmt(r["invalid_step_rate"]), fmt(r["seconds_per_click"], 4), f"{r['run']} ({r['how']})"]
         lines.append("| " + " | ".join(cells) + " |")
     return lines

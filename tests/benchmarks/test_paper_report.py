@@ -123,3 +123,14 @@ def test_arguments():
     with pytest.raises(ValueError, match="--episodes"):
         pr.ReportArgs(episodes=-1)
     assert pr.expected_episodes(0, 7) == 7 and pr.expected_episodes(100, 7) == 7 and pr.expected_episodes(3, 7) == 3
+
+
+def test_no_target_columns_follow_the_env_not_the_episodes():
+    """A no-target env shows its columns even when the items run held none (a short run)."""
+    row = {"agent": "mllm", "miou_per_click": [0.5], "miou": 0.5, "ciou": 0.4, "noc85": 1.0, "noc90": 1.0,
+           "clicks_used": 1.0, "finish_rate": 1.0, "stop_at_best_rate": float("nan"), "no_target_items": 0,
+           "no_target_accuracy": float("nan"), "false_no_object_rate": 0.0, "invalid_step_rate": 0.0,
+           "seconds_per_click": 0.01, "run": "runs/x.json", "how": "ran"}
+    with_col = rt.main_table({"rows": [row], "no_target_env": True})
+    assert "no-target acc." in with_col[0] and "| 0 |  | 0.000 |" in with_col[2]
+    assert "no-target" not in rt.main_table({"rows": [row], "no_target_env": False})[0]
