@@ -177,10 +177,11 @@ def plot_curves(report: dict, path: Path) -> None:
         axes[0][0].text(0.5, 0.5, "no env ran", ha="center", va="center")
         axes[0][0].set_axis_off()
     for ax, (env_id, rows) in zip(axes[0], ran.items()):
-        for r in rows:
+        for i, r in enumerate(rows):  # a style per agent: equal curves (common on short runs) stay visible
             ks = range(1, len(r["miou_per_click"]) + 1)
-            ax.plot(list(ks), r["miou_per_click"], "o-", ms=3, label=r["agent"])
-        ax.set(title=env_id.removeprefix("SegAgent-"), xlabel="click", ylim=(0, 1))
+            ax.plot(list(ks), r["miou_per_click"], ls=("-", "--", ":", "-.")[i % 4], marker="os^D"[i % 4],
+                    ms=4 + 2 * (i % 3), mfc="none", label=r["agent"])
+        ax.set(title=env_id.removeprefix("SegAgent-"), xlabel="click", ylim=(0, 1.03))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     axes[0][0].set_ylabel("mIoU")
