@@ -18,8 +18,11 @@ bias of ``--biases`` the no-target accuracy and the false no-object rate on real
 ``chosen_bias``: the LARGEST bias (the most ``No Object Found`` answers; rounded down to 0.1) whose
 false no-object rate is <= ``--max-false-no-object`` on the real targets of EVERY env (thin objects
 are the hard case), with the no-target accuracy it gives and whether ``--target-accuracy`` is
-reached. Later steps of an episode are not covered here: run ``benchmarks/run.py --no-object-bias``
-for them. ``iou100_margin`` (only for tokenizers with a ``Current IOU: 100`` token, the tiny
+reached. Later steps of an episode are not covered here, and they matter: the bias acts at every
+step, and after a click the model's ``No Object Found`` margin is far higher than on the empty
+start (on ShapesNoTarget val the first-step choice 11.2 gave a false no-object rate of 0.77 over
+whole episodes, docs/benchmarks.md). So take this as the first-step ROC and an upper bound on the
+bias; choose the bias with ``benchmarks/run.py --split val --no-object-bias B`` over whole episodes. ``iou100_margin`` (only for tokenizers with a ``Current IOU: 100`` token, the tiny
 model's) is a diagnostic: the first answer token's score for ``Current IOU: 100`` (the right IoU of
 an empty mask on an empty target) minus the best other score.
 """
