@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import time
 from contextlib import contextmanager
@@ -75,6 +76,8 @@ class EvalArgs:
     trust_remote_code: bool = arg(False, "mllm: allow a checkpoint that ships its own model code (the released "
                                    "SegAgent-Qwen, a Qwen-VL-Chat fine-tune): that code RUNS; only for folders you trust")
     end_actions: bool = arg(True, "mllm: no Finish / No Object Found answers (banned in decoding): a fixed click budget")
+    no_object_bias: float = arg(0.0, "mllm: a logit bias added to the first token of 'No Object Found' where an "
+                                "action may begin (a decision threshold, issue #21); 0 = the model as trained")
     finish_iou: Optional[float] = arg(None, "oracle: answer Finish once the IoU reaches this (unset: only when "
                                       "nothing is left to fix, so it uses its whole budget as RITM's protocol)")
     search_k: int = arg(4, "tree: candidate clicks per step (the greedy one included), scored by the PRM in one batch")
@@ -120,6 +123,8 @@ class EvalArgs:
             raise ValueError("--episodes must be >= 0 and --max-clicks >= 1")
         if self.limit is not None and self.limit < 1:
             raise ValueError(f"--limit must be >= 1, got {self.limit}")
+        if not math.isfinite(self.no_object_bias):
+            raise ValueError(f"--no-object-bias must be a finite number (a logit bias), got {self.no_object_bias}")
         for key, value in PROTOCOLS[self.protocol].items():
             setattr(self, key, value)
         if self.num_shards is None:
@@ -163,7 +168,7 @@ def make_env(args: EvalArgs, render: bool = False) -> gym.Env:
 
 # the arguments that decide what a run's episodes are: --resume refuses a run whose values differ
 RUN_IDENTITY = ("agent", "env", "split", "seed", "max_clicks", "segmenter", "model", "temperature", "end_actions", "dtype", "finish_iou",
-                "overlay_format", "search_k", "search_margin", "search_stop", "prm_model",
+                "overlay_format", "no_object_bias", "search_k", "search_margin", "search_stop", "prm_model",
                 "initial_state", "text_segmenter", "box_step", "image_size", "target_iou", "data_root", "score", "limit",
                 "empty_targets", "protocol")
 
@@ -199,7 +204,9 @@ def _check_resume(args: EvalArgs, run_path: Path) -> None:
         return
     before = json.loads(run_path.read_text())
     now = {k: getattr(args, k) for k in RUN_IDENTITY}
-    diff = {k: (before.get(k), now[k]) for k in RUN_IDENTITY if before.get(k) != now[k]}
+    # a key the file lacks predates its flag: that run used the flag's default
+    before = {k: before.get(k, getattr(EvalArgs.__dataclass_fields__.get(k), "default", None)) for k in RUN_IDENTITY}
+    diff = {k: (before[k], now[k]) for k in RUN_IDENTITY if before[k] != now[k]}
     if diff:
         said = ", ".join(f"--{k.replace('_', '-')} was {a!r}, now {b!r}" for k, (a, b) in diff.items())
         raise ValueError(f"--resume: {run_path} was made with other arguments ({said}); rerun with the same "
@@ -241,6 +248,7 @@ def evaluate(args: EvalArgs) -> dict:
     out.parent.mkdir(parents=True, exist_ok=True)
     agent = make_agent(args.agent, seed=args.seed, model=args.model, temperature=args.temperature,
                        allow_end=args.end_actions, dtype=args.dtype, overlay_format=args.overlay_format,
+                       no_object_bias=args.no_object_bias,
                        trust_remote_code=args.trust_remote_code, finish_iou=args.finish_iou,
                        text_segmenter=args.text_segmenter, search_k=args.search_k, search_margin=args.search_margin,
                        search_stop=args.search_stop, prm_model=args.prm_model)

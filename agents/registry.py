@@ -68,17 +68,23 @@ def _scripted(seed: int = 0, **_: Any):
 
 @register_agent("mllm")
 def _mllm(model: "str | None" = None, temperature: float = 0.0, allow_end: bool = True, dtype: str = "auto",
-          overlay_format: str = "png", trust_remote_code: bool = False, **_: Any):
-    from .mllm.policy import MLLMPolicy, MLLMPolicyConfig
+          overlay_format: str = "png", trust_remote_code: bool = False, no_object_bias: float = 0.0, **_: Any):
+    """An image-text-to-text checkpoint (default: the shipped tiny model); ``no_object_bias`` is
+    :attr:`agents.mllm.policy.MLLMPolicyConfig.no_object_bias` (``--no-object-bias``, issue #21)."""
+    from .mllm.policy import MLLMPolicy, MLLMPolicyConfig, check_no_object_bias
     from .mllm.qwen_vl_chat import QwenVLChatConfig, QwenVLChatPolicy, needs_remote_code
 
     path = str(model or DEFAULT_TINY_CHECKPOINT)
+    no_object_bias = check_no_object_bias(no_object_bias)
     if needs_remote_code(path):  # e.g. the released SegAgent-Qwen (Qwen-VL-Chat): its own code and loop
         if temperature > 0:
             raise ValueError("the Qwen-VL-Chat loop decodes greedily, as SegAgent's released evaluation")
+        if no_object_bias != 0.0:
+            raise ValueError("--no-object-bias is not supported by the Qwen-VL-Chat loop (its own generate)")
         return QwenVLChatPolicy(QwenVLChatConfig(model_path=path, trust_remote_code=trust_remote_code, dtype=dtype))
     return MLLMPolicy(MLLMPolicyConfig(model_path=path, do_sample=temperature > 0, temperature=temperature or 1.0,
-                                       allow_end=allow_end, dtype=dtype, overlay_format=overlay_format))
+                                       allow_end=allow_end, dtype=dtype, overlay_format=overlay_format,
+                                       no_object_bias=no_object_bias))
 
 
 @register_agent("tree")

@@ -19,6 +19,7 @@ with the Auto classes. CUDA + bf16 when available, CPU + fp32 otherwise.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -28,7 +29,7 @@ import numpy as np
 from segenv.actions import BoxPrompt, Click
 from segenv.device import resolve_device_dtype as _resolve_device_dtype
 
-from .prompt import PROMPT_STYLES, ActionFormat, ParsedAction, build_prompt, parse_action_text
+from .prompt import NO_OBJECT_TEXT, PROMPT_STYLES, ActionFormat, ParsedAction, action_may_begin, build_prompt, parse_action_text
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +121,13 @@ class MLLMPolicyConfig:
         allow_end: the model may answer ``Finish`` / ``No Object Found``. False bans those
             answers in decoding (``bad_words_ids``: the model clicks every step of its budget), to
             compare learned stopping with a fixed budget.
+        no_object_bias: a decision threshold for ``No Object Found`` (issue #21), in logit units:
+            added to the score of the first token of ``No Object Found`` wherever an action may
+            begin (:func:`agents.mllm.prompt.action_may_begin`: after the ``Current IOU`` line, or
+            first when the format has none), before any temperature. Greedy decoding then answers
+            ``No Object Found`` exactly where :meth:`MLLMPolicy.no_object_margin` ``+ bias > 0``,
+            so the bias can be calibrated on a val split without retraining. 0.0 (the default)
+            adds no logits processor at all: the outputs are those of the model as trained.
     """
 
     model_path: str
@@ -134,8 +142,10 @@ class MLLMPolicyConfig:
     max_propose_rounds: int = 3
     allow_end: bool = True
     overlay_format: str = "png"
+    no_object_bias: float = 0.0
 
     def __post_init__(self) -> None:
+        self.no_object_bias = check_no_object_bias(self.no_object_bias)
         if self.overlay_format not in ("png", "jpeg"):
             raise ValueError(f"overlay_format must be 'png' or 'jpeg', got {self.overlay_format!r}")
         if self.prompt_style is not None and self.prompt_style not in PROMPT_STYLES:
@@ -144,6 +154,63 @@ class MLLMPolicyConfig:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
         if self.max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+
+
+def check_no_object_bias(value: Any) -> float:
+    """``value`` as a finite float, or a ``ValueError`` saying what a ``no_object_bias`` must be
+    (NaN would silently disable the answer, an infinity would force or ban it everywhere)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+        raise ValueError(f"no_object_bias must be a finite number (a logit bias), got {value!r}")
+    if not math.isfinite(float(value)):
+        raise ValueError(f"no_object_bias must be a finite number (a logit bias), got {value!r}")
+    return float(value)
+
+
+def _no_object_token_id(tokenizer: Any) -> int:
+    """The first token of ``No Object Found`` as the answer writes it (at the start of its line)."""
+    ids = [int(t) for t in tokenizer(NO_OBJECT_TEXT, add_special_tokens=False)["input_ids"]]
+    unk = getattr(tokenizer, "unk_token_id", None)
+    if not ids or ids[0] == unk:
+        raise ValueError(f"the tokenizer cannot write {NO_OBJECT_TEXT!r} (got ids {ids}): no_object_bias needs it")
+    return ids[0]
+
+
+def _no_object_processor_class() -> type:
+    """:class:`NoObjectBias` is built on first use so that importing this module needs no transformers."""
+    from transformers import LogitsProcessor
+
+    class NoObjectBias(LogitsProcessor):
+        """Adds ``bias`` to ``token_id``'s score in the rows whose answer so far lets an action begin.
+
+        It also records, per row, the first such position's margin before the bias: the token's
+        score minus the best other score (the greedy choice is ``No Object Found`` iff
+        ``margin + bias > 0``). Which rows: the generated text so far (``input_ids`` after
+        ``prompt_length``, EOS / padding removed, as :meth:`MLLMPolicy.decode` reads it, whitespace kept) passes
+        :func:`agents.mllm.prompt.action_may_begin`; decoding text, not matching token ids, makes
+        it work for any tokenizer.
+        """
+
+        def __init__(self, token_id: int, bias: float, prompt_length: int, decode: Any, iou_line: bool) -> None:
+            self.token_id, self.bias, self.prompt_length = token_id, float(bias), prompt_length
+            self.decode, self.iou_line = decode, iou_line
+            self.margins: list[Optional[float]] = []
+
+        def __call__(self, input_ids: Any, scores: Any) -> Any:
+            if not self.margins:
+                self.margins = [None] * input_ids.shape[0]
+            rows = [r for r in range(input_ids.shape[0])
+                    if action_may_begin(self.decode(input_ids[r, self.prompt_length:]), self.iou_line)]
+            for r in rows:
+                if self.margins[r] is None:
+                    others = scores[r].clone()
+                    others[self.token_id] = -float("inf")
+                    self.margins[r] = float(scores[r, self.token_id] - others.max())
+            if rows and self.bias != 0.0:
+                scores = scores.clone()
+                scores[rows, self.token_id] += self.bias
+            return scores
+
+    return NoObjectBias
 
 
 class MLLMPolicy:
@@ -176,6 +243,8 @@ class MLLMPolicy:
         if self._pad_id is None:
             self._pad_id = next(iter(self._eos_ids), None)
         self._banned = None if config.allow_end else self._end_answer_ids()
+        # resolved now so that a tokenizer that cannot write the answer fails at construction
+        self._no_object_id = _no_object_token_id(self.tokenizer) if config.no_object_bias != 0.0 else None
         self.last_output: Optional[str] = None
         self.last_parsed: Optional[ParsedAction] = None
         self.last_iou: Optional[float] = None
@@ -270,6 +339,48 @@ class MLLMPolicy:
 
         do_sample = self.config.do_sample if do_sample is None else do_sample
         inputs = self.build_inputs(obs)
+        kwargs = self._generate_kwargs(n, do_sample)
+        if self._no_object_id is not None:
+            kwargs["logits_processor"] = [self._no_object_processor(inputs, self.config.no_object_bias)]
+        with torch.inference_mode():
+            out = self.model.generate(**inputs, **kwargs)
+        prompt_len = inputs["input_ids"].shape[1]
+        return [parse_action_text(self.decode(row[prompt_len:]), self.action_format) for row in out]
+
+    def no_object_margin(self, obs: dict) -> float:
+        """How far the greedy answer is from ``No Object Found`` (issue #21's threshold), in logits.
+
+        At the first position of the greedy answer where an action may begin (after the ``Current
+        IOU`` line), the score of ``No Object Found``'s first token minus the best other score
+        (equal to the difference of their log-probabilities). With ``no_object_bias = b`` greedy
+        decoding answers ``No Object Found`` iff ``margin + b > 0``: the answer tokens before that
+        position are not biased, so they are the same. Decoding stops there (for the tiny model
+        two forwards). NaN when the answer ends before an action may begin.
+        """
+        import torch
+        from transformers import StoppingCriteria
+
+        inputs = self.build_inputs(obs)
+        processor = self._no_object_processor(inputs, 0.0, _no_object_token_id(self.tokenizer))
+
+        class _Recorded(StoppingCriteria):
+            def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+                done = [m is not None for m in processor.margins] or [False] * input_ids.shape[0]
+                return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
+
+        kwargs = self._generate_kwargs(1, False)
+        with torch.inference_mode():
+            self.model.generate(**inputs, **kwargs, logits_processor=[processor], stopping_criteria=[_Recorded()])
+        margin = processor.margins[0] if processor.margins else None
+        return float("nan") if margin is None else margin
+
+    def _no_object_processor(self, inputs: dict, bias: float, token_id: Optional[int] = None) -> Any:
+        token_id = self._no_object_id if token_id is None else token_id
+        return _no_object_processor_class()(token_id, bias, inputs["input_ids"].shape[1], self._decode_unstripped,
+                                            bool(self.action_format.iou_line))
+
+    def _generate_kwargs(self, n: int, do_sample: bool) -> dict[str, Any]:
+        """The ``generate`` arguments of every answer (budget, decoding, padding, banned answers)."""
         kwargs: dict[str, Any] = {
             "max_new_tokens": self.config.max_new_tokens,
             "do_sample": do_sample,
@@ -282,21 +393,22 @@ class MLLMPolicy:
             kwargs["temperature"] = self.config.temperature
         else:  # silence sampling defaults a checkpoint's generation_config may carry
             kwargs.update(temperature=None, top_p=None, top_k=None)
-        with torch.inference_mode():
-            out = self.model.generate(**inputs, **kwargs)
-        prompt_len = inputs["input_ids"].shape[1]
-        return [parse_action_text(self.decode(row[prompt_len:]), self.action_format) for row in out]
+        return kwargs
 
     def decode(self, ids: Any) -> str:
         """New token ids -> text: cut at the first EOS, drop padding, keep other special tokens
         (``<loc_k>`` grid tokens may be special)."""
+        return self._decode_unstripped(ids).strip()
+
+    def _decode_unstripped(self, ids: Any) -> str:
+        """:meth:`decode` keeping surrounding whitespace (the newline that ends the IoU line)."""
         ids = [int(t) for t in ids]
         for i, t in enumerate(ids):
             if t in self._eos_ids:
                 ids = ids[:i]
                 break
         ids = [t for t in ids if t != self._pad_id]
-        return self.tokenizer.decode(ids, skip_special_tokens=False).strip()
+        return self.tokenizer.decode(ids, skip_special_tokens=False)
 
     def _end_answer_ids(self) -> list[list[int]]:
         """Token sequences of the end answers (``Finish``, ``No Object Found``, with and without a
@@ -327,6 +439,7 @@ class MLLMPolicy:
 
 __all__ = [
     "LocalCheckpointError",
+    "check_no_object_bias",
     "MLLMPolicy",
     "MLLMPolicyConfig",
     "check_local_checkpoint",

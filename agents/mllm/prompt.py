@@ -237,6 +237,25 @@ def _snap(v: float, n: Optional[int]) -> float:
     return (pixel + 0.5) / n
 
 
+_IOU_LINES_RE = re.compile(r"(?:\s*current\s*iou\s*[:=]?\s*" + _NUM + r"\s*%?[ \t]*\n)+\s*", re.IGNORECASE)
+
+
+def action_may_begin(prefix: str, iou_line: bool) -> bool:
+    """Whether the action word (``Positive point``, ``Finish``, ``No Object Found``, ...) may come
+    next after the answer text ``prefix`` generated so far.
+
+    The grammar has one action per answer, right after the optional ``Current IOU`` line: so an
+    action may begin after a complete IoU line (newline included), or at the very start when the
+    format writes no IoU line (``iou_line=False``). A model whose answers start with the IoU line
+    never learned to start with an action, so its scores there say nothing about the action. A
+    repeated IoU line (a malformed answer the parser still reads) counts as one, so that nothing
+    after it escapes the bias.
+    """
+    if not prefix.strip():
+        return not iou_line
+    return _IOU_LINES_RE.fullmatch(prefix) is not None
+
+
 def _parse_iou(text: str) -> tuple[Optional[float], Optional[str]]:
     m = _IOU_RE.search(text)
     if m is None:
@@ -379,6 +398,7 @@ def _parse_point(text: str, fmt: ActionFormat, height: Optional[int], width: Opt
 
 __all__ = [
     "ActionFormat",
+    "action_may_begin",
     "COORD_FORMATS",
     "FINISH_TEXT",
     "loc_cell",
