@@ -45,6 +45,8 @@ class TreeBenchArgs:
     k: list[int] = arg([4], "candidates per step (one tree row each)")
     no_stop: bool = arg(False, "also run each k without the PRM stopping rule")
     model: Optional[str] = arg(None, "a local policy checkpoint (default: the shipped tiny model)")
+    prm_model: Optional[str] = arg(None, "a separate reward-model checkpoint that scores the candidates (default: the "
+                                   "policy judges its own masks)")
     temperature: float = arg(1.0, "proposal sampling temperature")
     split: str = arg("test", "dataset split")
     episodes: int = arg(100, "items per cell (the first N of the split)")
@@ -86,10 +88,10 @@ def run_cell(args: TreeBenchArgs, env: str, state: str, out_dir: Path) -> list[d
                   initial_state=state, model=args.model, progress=args.progress)
     variants: list[tuple[str, dict]] = [("greedy", {"agent": "mllm"})]
     for k in args.k:
-        variants.append((f"tree k={k}", {"agent": "tree", "search_k": k, "temperature": args.temperature}))
+        tree = {"agent": "tree", "search_k": k, "temperature": args.temperature, "prm_model": args.prm_model}
+        variants.append((f"tree k={k}", tree))
         if args.no_stop:
-            variants.append((f"tree k={k}, no PRM stop", {"agent": "tree", "search_k": k, "temperature": args.temperature,
-                                                          "search_stop": False}))
+            variants.append((f"tree k={k}, no PRM stop", {**tree, "search_stop": False}))
     rows = []
     base_ious = None
     for name, extra in variants:

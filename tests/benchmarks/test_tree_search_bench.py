@@ -23,3 +23,15 @@ def test_one_cell_writes_greedy_and_tree_rows_with_paired_differences(tmp_path):
     assert saved["table"].count("\n") == 4  # header, rule, three rows
     for r in rows:  # every run left its harness files beside the summary
         assert (tmp_path / r["run"].split("/")[-1]).with_suffix(".episodes.jsonl").exists()
+
+
+def test_prm_model_reaches_the_tree_runs_only(tmp_path):
+    from agents.registry import DEFAULT_TINY_CHECKPOINT
+
+    prm = str(DEFAULT_TINY_CHECKPOINT)
+    res = main(["--envs", "SegAgent-Shapes-v0", "--states", "points", "--episodes", "1", "--max-clicks", "1",
+                "--k", "2", "--prm-model", prm, "--no-progress", "--out", str(tmp_path / "tree.json")])
+    greedy, tree = res["cells"]["SegAgent-Shapes-v0, points"]
+    identity = {r["agent"]: json.loads((tmp_path / r["run"].split("/")[-1]).with_suffix(".run.json").read_text())
+                for r in (greedy, tree)}
+    assert identity["tree k=2"]["prm_model"] == prm and identity["greedy"]["prm_model"] is None
