@@ -17,6 +17,8 @@ AGENTS: Registry[Any] = Registry("agent")
 
 #: The shipped tiny checkpoint (trained by this project on the procedural data).
 DEFAULT_TINY_CHECKPOINT = Path(__file__).resolve().parent / "mllm" / "checkpoints" / "tiny"
+# the PRM fine-tune of that policy (docs/tiny_vlm.md): a separate reward model for --prm-model
+TINY_PRM_CHECKPOINT = DEFAULT_TINY_CHECKPOINT.parent / "tiny_prm"
 
 
 def register_agent(name: str) -> Callable[[AgentBuilder], AgentBuilder]:

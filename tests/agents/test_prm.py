@@ -148,3 +148,26 @@ def test_scripted_iou_answers_are_decoded_and_scored(llava_prm, observations):
     assert scores == pytest.approx([0.12, 0.40, 0.97, 0.05])
     assert single == pytest.approx(0.12)
     assert llava_prm.last_texts == answers[:1]
+
+
+def test_shipped_reward_model_rates_an_empty_mask_low_and_a_refined_one_high():
+    """agents/mllm/checkpoints/tiny_prm (the PRM fine-tune, docs/tiny_vlm.md) loads and judges masks."""
+    pytest.importorskip("transformers")
+    from agents.oracle import OracleAgent
+    from agents.registry import TINY_PRM_CHECKPOINT
+
+    prm = PRM.from_checkpoint(TINY_PRM_CHECKPOINT, device="cpu")
+    env = gym.make("SegAgent-Shapes-v0", split="test", max_clicks=5, image_size=224)
+    obs, info = env.reset(seed=0)
+    empty_score = prm.score(obs)
+    oracle = OracleAgent(seed=0)
+    oracle.reset(obs, info)
+    for _ in range(4):
+        if info["iou"] >= 0.95:
+            break
+        obs, _, terminated, truncated, info = env.step(oracle.act(obs, info))
+        if terminated or truncated:
+            break
+    assert info["iou"] >= 0.9, "the oracle should have refined this item"
+    scores = prm.score_many([obs, obs])
+    assert empty_score <= 0.3 < 0.7 <= scores[0] and scores[0] == scores[1]
