@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import numbers
-import string
 import time
 from dataclasses import dataclass
 from typing import Any, Optional, Sequence
@@ -16,17 +14,17 @@ from gymnasium import spaces
 from . import render as R
 from .actions import INVALID, Action, BoxPrompt, Click, NoObject, end_action_name, parse_action
 from .datasets import Dataset, Sample, make_dataset
+from .env_args import ACTION_MODES, check_env_args  # noqa: F401 (ACTION_MODES: public here too)
+from .human_window import HumanWindow
 from .initial_states import INITIAL_STATES as _INITIAL_STATE_REGISTRY
 from .initial_states import InitialContext
 from .metrics import intersection_union
+from .obs_space import TEXT_CHARSET, TEXT_MAX_LENGTH, clean_text, observation_space  # noqa: F401 (re-exported)
 from .segmenters import Prompt, Segmenter, TextSegmenter, make_segmenter, make_text_segmenter
 
 __all__ = ["INVALID", "SegEnv"]  # INVALID lives in segenv.actions; re-exported for older imports
 
-TEXT_CHARSET = string.printable
-TEXT_MAX_LENGTH = 512
 INITIAL_STATES = tuple(_INITIAL_STATE_REGISTRY.names())  # segenv.initial_states: one function each
-ACTION_MODES = ("click", "full")
 
 
 @dataclass
@@ -161,27 +159,10 @@ class SegEnv(gym.Env):
         draw_clicks: bool = False,
         render_mode: Optional[str] = None,
     ) -> None:
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']}, got {render_mode!r}")
-        if initial_state not in _INITIAL_STATE_REGISTRY.names():
-            raise ValueError(f"initial_state must be one of {_INITIAL_STATE_REGISTRY.names()}, got {initial_state!r}")
-        if initial_state == "text" and text_segmenter is None:
-            raise ValueError("initial_state='text' starts from a text segmenter's mask: pass "
-                             "text_segmenter='sam3:/path/to/sam3' (SAM 3's text model, a local folder) or an object "
-                             "with segment(image, text)")
-        if action_mode not in ACTION_MODES:
-            raise ValueError(f"action_mode must be one of {ACTION_MODES}, got {action_mode!r}")
-        for name, value in (("step_cost", step_cost), ("finish_bonus", finish_bonus)):
-            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value):
-                raise ValueError(f"{name} must be a finite number (a reward in IoU units), got {value!r}")
-        if image_size < 16:
-            raise ValueError(f"image_size must be >= 16, got {image_size}")
-        if max_clicks < 1:
-            raise ValueError(f"max_clicks must be >= 1, got {max_clicks}")
-        if target_iou is not None and not 0.0 < target_iou <= 1.0:
-            raise ValueError(f"target_iou must be in (0, 1], got {target_iou}")
-        if box_step and initial_state == "box" and max_clicks < 2:
-            raise ValueError("box_step=True spends the first of max_clicks steps on the box: max_clicks must be >= 2")
+        check_env_args(render_mode=render_mode, render_modes=self.metadata["render_modes"], initial_state=initial_state,
+                       text_segmenter=text_segmenter, action_mode=action_mode, step_cost=step_cost,
+                       finish_bonus=finish_bonus, image_size=image_size, max_clicks=max_clicks, target_iou=target_iou,
+                       box_step=box_step)
         self.dataset: Dataset = (
             make_dataset(dataset, split=split, data_root=data_root, **(dataset_kwargs or {}))
             if isinstance(dataset, str)
@@ -203,15 +184,7 @@ class SegEnv(gym.Env):
         self.draw_clicks = draw_clicks
         self.render_mode = render_mode
 
-        s = self.image_size
-        self.observation_space = spaces.Dict(
-            {
-                "image": spaces.Box(0, 255, (s, s, 3), np.uint8),
-                "overlay": spaces.Box(0, 255, (s, s, 3), np.uint8),
-                "mask": spaces.Box(0, 255, (s, s), np.uint8),
-                "text": spaces.Text(max_length=TEXT_MAX_LENGTH, min_length=0, charset=TEXT_CHARSET),
-            }
-        )
+        self.observation_space = observation_space(self.image_size)
         self.action_mode = action_mode
         self.step_cost = float(step_cost)
         self.finish_bonus = float(finish_bonus)
@@ -219,7 +192,7 @@ class SegEnv(gym.Env):
         self.action_space = spaces.Box(0.0, 1.0, (3 if action_mode == "click" else 4,), np.float32)
         self._sample: Optional[Sample] = None
         self._previewed: dict = {}
-        self._figure = None
+        self._window: Optional[HumanWindow] = None
 
     # ------------------------------------------------------------------ episode state
     def reset(self, *, seed: Optional[int] = None, options: Optional[dict] = None):
@@ -236,7 +209,7 @@ class SegEnv(gym.Env):
         h, w = sample.mask.shape
         self._image_small = R.resize_image(sample.image, self.image_size)
         self._blended = R.blend(self._image_small, self.overlay_color, self.overlay_alpha)
-        self._text = self._clean_text(sample.text)
+        self._text = clean_text(sample.text)
         self._points: list[tuple[float, float]] = []  # integer pixel (x, y) = (col, row) at original resolution, as SAM's predictor takes them
         self._labels: list[int] = []
         self._clicks: list[tuple[float, float, bool]] = []  # the agent's clicks, normalised
@@ -401,12 +374,6 @@ class SegEnv(gym.Env):
         self._iou = 1.0 if self._union == 0 else self._inter / self._union
         self._mask_small = R.resize_mask(self._mask, self.image_size).view(np.uint8)
 
-    @staticmethod
-    def _clean_text(text: str) -> str:
-        """Printable ASCII, at most TEXT_MAX_LENGTH characters (the Text space's limits)."""
-        text = "".join(c if c in TEXT_CHARSET else " " for c in text)
-        return text[:TEXT_MAX_LENGTH]
-
     # ------------------------------------------------------------------ views
     def _observation(self, mask_small: Optional[npt.NDArray[np.uint8]] = None, clicks: Optional[list] = None) -> dict:
         """The observation of the current mask, or of ``mask_small`` (SxS, 0/1) and ``clicks`` for :meth:`preview`."""
@@ -464,20 +431,11 @@ class SegEnv(gym.Env):
         return None
 
     def _show(self, frame: npt.NDArray[np.uint8]) -> None:
-        import matplotlib.pyplot as plt  # only "human" rendering needs a GUI backend, and only here
-
-        if self._figure is None:
-            plt.ion()
-            self._figure = plt.figure(f"SegEnv: {self._text}")
-            self._axes_image = self._figure.gca().imshow(frame)
-            self._figure.gca().set_axis_off()
-        self._axes_image.set_data(frame)
-        self._figure.canvas.draw_idle()
-        plt.pause(1.0 / self.metadata["render_fps"])
+        if self._window is None:
+            self._window = HumanWindow(f"SegEnv: {self._text}", fps=self.metadata["render_fps"])
+        self._window.show(frame)
 
     def close(self) -> None:
-        if self._figure is not None:
-            import matplotlib.pyplot as plt
-
-            plt.close(self._figure)
-            self._figure = None
+        if self._window is not None:
+            self._window.close()
+            self._window = None
