@@ -35,7 +35,7 @@ import numpy as np
 
 from segenv.actions import Finish, NoObject, end_action_name
 
-from .prm import PRM
+from .prm import PRM, READOUTS
 
 
 @dataclass
@@ -50,6 +50,9 @@ class TreeSearchConfig:
         stop_when_no_gain: use that rule at all (False: click until the budget ends).
         respect_end: return the policy's own ``Finish`` / ``No Object Found`` greedy answers.
         seed: the base of the per-step proposal seeds.
+        prm_readout: how the policy's own IoU line is read when it is the PRM (``prm=None``):
+            ``"greedy"`` (the stated number), ``"median"`` or ``"mean"`` of its distribution over
+            the value tokens (:class:`agents.prm.PRM`). A separate PRM carries its own readout.
     """
 
     k: int = 4
@@ -57,10 +60,13 @@ class TreeSearchConfig:
     stop_when_no_gain: bool = True
     respect_end: bool = True
     seed: int = 0
+    prm_readout: str = "greedy"
 
     def __post_init__(self) -> None:
         if self.k < 1:
             raise ValueError(f"tree search needs k >= 1 candidates per step, got {self.k}")
+        if self.prm_readout not in READOUTS:
+            raise ValueError(f"prm_readout must be one of {READOUTS}, got {self.prm_readout!r}")
         if not math.isfinite(self.stop_margin) or not -1.0 <= self.stop_margin <= 1.0:
             raise ValueError(f"stop_margin is an IoU fraction in [-1, 1], got {self.stop_margin}")
 
@@ -115,9 +121,9 @@ class TreeSearchAgent:
             raise TypeError(f"tree search needs a policy with generate() and propose() (an MLLMPolicy); "
                             f"{type(policy).__name__} lacks {', '.join(missing)}")
         self.policy = policy
-        self.shares_model = prm is None
-        self.prm = prm if prm is not None else PRM(policy)
         self.config = config or TreeSearchConfig()
+        self.shares_model = prm is None
+        self.prm = prm if prm is not None else PRM(policy, readout=self.config.prm_readout)
         self.stats = SearchStats()
         self._lookahead: Any = None
         self._next: Optional[_Answer] = None  # the PRM's answer on the mask the chosen click makes
@@ -242,16 +248,17 @@ def _seeded_torch(seed: int, device: Any = None) -> Iterator[None]:
 
 def make_tree_search_agent(model: Optional[str] = None, k: int = 4, temperature: float = 1.0,
                            prm_model: Optional[str] = None, stop_margin: float = 0.0, seed: int = 0,
-                           dtype: str = "auto", stop_when_no_gain: bool = True) -> TreeSearchAgent:
+                           dtype: str = "auto", stop_when_no_gain: bool = True,
+                           prm_readout: str = "greedy") -> TreeSearchAgent:
     """The agent the benchmark CLI builds (``--agent tree``): the tiny shipped policy by default."""
     from .mllm.policy import MLLMPolicy, MLLMPolicyConfig
     from .registry import DEFAULT_TINY_CHECKPOINT
 
     policy = MLLMPolicy(MLLMPolicyConfig(model_path=str(model or DEFAULT_TINY_CHECKPOINT), do_sample=True,
                                          temperature=temperature, dtype=dtype))
-    prm = PRM.from_checkpoint(prm_model, dtype=dtype) if prm_model else None
+    prm = PRM.from_checkpoint(prm_model, dtype=dtype, readout=prm_readout) if prm_model else None
     return TreeSearchAgent(policy, prm, TreeSearchConfig(k=k, stop_margin=stop_margin, seed=seed,
-                                                         stop_when_no_gain=stop_when_no_gain))
+                                                         stop_when_no_gain=stop_when_no_gain, prm_readout=prm_readout))
 
 
 __all__ = ["SearchStats", "TreeSearchAgent", "TreeSearchConfig", "make_tree_search_agent"]

@@ -58,6 +58,8 @@ class FilteringArgs:
     max_points: int = arg(8, "most random points per mask")
     model: Optional[str] = arg(None, "a local checkpoint folder that writes 'Current IOU' (default: the shipped tiny model)")
     max_new_tokens: Optional[int] = arg(None, "generation budget per answer (default: the policy's)")
+    readout: str = arg("greedy", "greedy: the stated number; median or mean: of the model's distribution over "
+                                 "its IoU value tokens (agents/prm.py)")
     batch_size: int = arg(16, "masks scored per batched PRM call")
     device: str = arg("auto", "auto, cpu, cuda, cuda:1, ...")
     keep_threshold: float = arg(0.8, "keep a mask when its predicted IoU >= this")
@@ -69,6 +71,8 @@ class FilteringArgs:
     def __post_init__(self) -> None:
         if self.items < 0 or self.masks_per_item < 1 or self.batch_size < 1:
             raise ValueError("--items must be >= 0, --masks-per-item and --batch-size >= 1")
+        if self.readout not in ("greedy", "median", "mean"):
+            raise ValueError(f"--readout is greedy, median or mean, got {self.readout!r}")
         if not 1 <= self.min_points <= self.max_points:
             raise ValueError(f"need 1 <= --min-points <= --max-points, got {self.min_points}, {self.max_points}")
         for name in ("keep_threshold", "good_threshold"):
@@ -165,7 +169,7 @@ def build_prm(args: FilteringArgs) -> Any:
     from agents.registry import DEFAULT_TINY_CHECKPOINT
 
     extra = {} if args.max_new_tokens is None else {"max_new_tokens": args.max_new_tokens}
-    return PRM.from_checkpoint(args.model or DEFAULT_TINY_CHECKPOINT, device=args.device, **extra)
+    return PRM.from_checkpoint(args.model or DEFAULT_TINY_CHECKPOINT, device=args.device, readout=args.readout, **extra)
 
 
 def run(args: FilteringArgs, prm: Any = None) -> dict:

@@ -47,6 +47,8 @@ class TreeBenchArgs:
     model: Optional[str] = arg(None, "a local policy checkpoint (default: the shipped tiny model)")
     prm_model: Optional[str] = arg(None, "a separate reward-model checkpoint that scores the candidates (default: the "
                                    "policy judges its own masks)")
+    prm_readout: str = arg("greedy", "how the PRM's IoU line is read: greedy (the stated number), median or mean "
+                                     "(agents/prm.py)")
     temperature: float = arg(1.0, "proposal sampling temperature")
     split: str = arg("test", "dataset split")
     episodes: int = arg(100, "items per cell (the first N of the split)")
@@ -88,7 +90,8 @@ def run_cell(args: TreeBenchArgs, env: str, state: str, out_dir: Path) -> list[d
                   initial_state=state, model=args.model, progress=args.progress)
     variants: list[tuple[str, dict]] = [("greedy", {"agent": "mllm"})]
     for k in args.k:
-        tree = {"agent": "tree", "search_k": k, "temperature": args.temperature, "prm_model": args.prm_model}
+        tree = {"agent": "tree", "search_k": k, "temperature": args.temperature, "prm_model": args.prm_model,
+                "prm_readout": args.prm_readout}
         variants.append((f"tree k={k}", tree))
         if args.no_stop:
             variants.append((f"tree k={k}, no PRM stop", {**tree, "search_stop": False}))

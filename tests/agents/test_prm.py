@@ -171,3 +171,69 @@ def test_shipped_reward_model_rates_an_empty_mask_low_and_a_refined_one_high():
     assert info["iou"] >= 0.9, "the oracle should have refined this item"
     scores = prm.score_many([obs, obs])
     assert empty_score <= 0.3 < 0.7 <= scores[0] and scores[0] == scores[1]
+
+
+# ---------------------------------------------------------------------------------- distribution readouts
+def test_distribution_readout_against_hand_computed_values():
+    from agents.prm import distribution_readout
+
+    sure = np.zeros(101)
+    sure[57] = 1.0
+    assert distribution_readout(sure, "median") == pytest.approx(57.0)
+    assert distribution_readout(sure, "mean") == pytest.approx(57.0)
+    top = np.zeros(101)
+    top[100] = 1.0
+    assert distribution_readout(top, "median") == pytest.approx(100.0)  # clipped, not 100.5
+    split = np.zeros(101)
+    split[10], split[90] = 0.25, 0.75
+    assert distribution_readout(split, "mean") == pytest.approx(0.25 * 10 + 0.75 * 90)  # 70
+    # bin 90 spans [89.5, 90.5]; 0.25 of the 0.5 still needed lies in it: 89.5 + 0.25 / 0.75
+    assert distribution_readout(split, "median") == pytest.approx(89.5 + 1 / 3)
+    with pytest.raises(ValueError, match="shape"):
+        distribution_readout(np.ones(100) / 100, "median")
+
+
+def test_readout_needs_one_token_per_value_and_a_model(llava_prm):
+    from agents.prm import iou_value_tokens
+
+    with pytest.raises(ValueError, match="readout"):
+        PRM(EchoSource(), readout="mode")
+    with pytest.raises(ValueError, match="needs a policy source"):
+        PRM(EchoSource(), readout="median")
+    # the tiny LLaVA's byte-level BPE writes 57 as '5', '7': a distribution over it is refused
+    with pytest.raises(ValueError, match="several tokens.*greedy"):
+        iou_value_tokens(llava_prm.source.policy.tokenizer)
+
+
+def test_median_readout_is_the_median_of_the_first_answer_token_distribution():
+    """tiny_prm's IoU line is one token per value: PRM(readout='median') reads the median of those 101
+    probabilities at the answer's first position (computed here by hand from one forward pass), and
+    the greedy readout is their argmax."""
+    pytest.importorskip("transformers")
+    import torch
+
+    from agents.prm import distribution_readout, iou_value_tokens
+    from agents.registry import TINY_PRM_CHECKPOINT
+
+    greedy = PRM.from_checkpoint(TINY_PRM_CHECKPOINT, device="cpu")
+    median = PRM(greedy.source.policy, readout="median")
+    env = gym.make("SegAgent-Shapes-v0", split="test", initial_state="points", image_size=224)
+    obs = [env.reset(seed=i, options={"index": i})[0] for i in range(3)]
+    env.close()
+    read = median.score_many(obs)
+    stated = greedy.score_many(obs)
+    values = iou_value_tokens(greedy.source.policy.tokenizer)
+    ids = torch.tensor(list(values))
+    by_hand = []
+    for o in obs:
+        inputs = greedy.source._inputs([o])
+        with torch.inference_mode():
+            logits = greedy.source.policy.model(**inputs).logits[0, -1].double()
+        probs = torch.softmax(logits[ids], 0).numpy()
+        per_value = np.zeros(101)
+        np.add.at(per_value, list(values.values()), probs)
+        by_hand.append(distribution_readout(per_value, "median") / 100)
+        assert stated[len(by_hand) - 1] == pytest.approx(int(np.argmax(per_value)) / 100)
+    assert read == pytest.approx(by_hand, abs=1e-6)
+    assert median.last_texts == greedy.last_texts  # the answers themselves are unchanged
+    assert not np.allclose(read, stated)  # the readout is a different number, not the stated one
