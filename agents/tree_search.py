@@ -50,6 +50,10 @@ class TreeSearchConfig:
         stop_when_no_gain: use that rule at all (False: click until the budget ends).
         respect_end: return the policy's own ``Finish`` / ``No Object Found`` greedy answers.
         seed: the base of the per-step proposal seeds.
+        proposals: how the other candidates are drawn: ``"sample"`` (``k - 1`` answers sampled at
+            the policy's temperature; repeats dropped) or ``"beam"`` (the ``k`` most likely
+            actions by beam search after the greedy IoU line; deterministic and distinct,
+            :mod:`agents.mllm.proposals`).
         prm_readout: how the policy's own IoU line is read when it is the PRM (``prm=None``):
             ``"greedy"`` (the stated number), ``"median"`` or ``"mean"`` of its distribution over
             the value tokens (:class:`agents.prm.PRM`). A separate PRM carries its own readout.
@@ -61,10 +65,13 @@ class TreeSearchConfig:
     respect_end: bool = True
     seed: int = 0
     prm_readout: str = "greedy"
+    proposals: str = "sample"
 
     def __post_init__(self) -> None:
         if self.k < 1:
             raise ValueError(f"tree search needs k >= 1 candidates per step, got {self.k}")
+        if self.proposals not in ("sample", "beam"):
+            raise ValueError(f"proposals must be 'sample' or 'beam', got {self.proposals!r}")
         if self.prm_readout not in READOUTS:
             raise ValueError(f"prm_readout must be one of {READOUTS}, got {self.prm_readout!r}")
         if not math.isfinite(self.stop_margin) or not -1.0 <= self.stop_margin <= 1.0:
@@ -209,7 +216,10 @@ class TreeSearchAgent:
         want = self.config.k - len(actions)
         if want > 0:
             with _seeded_torch(self._step_seed(info), getattr(self.policy, "device", None)):
-                proposals = self.policy.propose(obs, want)
+                if self.config.proposals == "beam":  # its top answer is usually the greedy one
+                    proposals = self.policy.propose(obs, self.config.k, method="beam", clicks_only=True)
+                else:
+                    proposals = self.policy.propose(obs, want)
             for p in proposals:
                 if p.action is None or end_action_name(p.action) is not None or p.action in actions:
                     continue
@@ -249,7 +259,7 @@ def _seeded_torch(seed: int, device: Any = None) -> Iterator[None]:
 def make_tree_search_agent(model: Optional[str] = None, k: int = 4, temperature: float = 1.0,
                            prm_model: Optional[str] = None, stop_margin: float = 0.0, seed: int = 0,
                            dtype: str = "auto", stop_when_no_gain: bool = True,
-                           prm_readout: str = "greedy") -> TreeSearchAgent:
+                           prm_readout: str = "greedy", proposals: str = "sample") -> TreeSearchAgent:
     """The agent the benchmark CLI builds (``--agent tree``): the tiny shipped policy by default."""
     from .mllm.policy import MLLMPolicy, MLLMPolicyConfig
     from .registry import DEFAULT_TINY_CHECKPOINT
@@ -258,7 +268,8 @@ def make_tree_search_agent(model: Optional[str] = None, k: int = 4, temperature:
                                          temperature=temperature, dtype=dtype))
     prm = PRM.from_checkpoint(prm_model, dtype=dtype, readout=prm_readout) if prm_model else None
     return TreeSearchAgent(policy, prm, TreeSearchConfig(k=k, stop_margin=stop_margin, seed=seed,
-                                                         stop_when_no_gain=stop_when_no_gain, prm_readout=prm_readout))
+                                                         stop_when_no_gain=stop_when_no_gain, prm_readout=prm_readout,
+                                                         proposals=proposals))
 
 
 __all__ = ["SearchStats", "TreeSearchAgent", "TreeSearchConfig", "make_tree_search_agent"]

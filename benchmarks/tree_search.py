@@ -49,6 +49,8 @@ class TreeBenchArgs:
                                    "policy judges its own masks)")
     prm_readout: str = arg("greedy", "how the PRM's IoU line is read: greedy (the stated number), median or mean "
                                      "(agents/prm.py)")
+    proposals: str = arg("sample", "how the tree's candidates are drawn: sample (at --temperature) or beam (the k "
+                                   "most likely actions)")
     temperature: float = arg(1.0, "proposal sampling temperature")
     split: str = arg("test", "dataset split")
     episodes: int = arg(100, "items per cell (the first N of the split)")
@@ -91,7 +93,7 @@ def run_cell(args: TreeBenchArgs, env: str, state: str, out_dir: Path) -> list[d
     variants: list[tuple[str, dict]] = [("greedy", {"agent": "mllm"})]
     for k in args.k:
         tree = {"agent": "tree", "search_k": k, "temperature": args.temperature, "prm_model": args.prm_model,
-                "prm_readout": args.prm_readout}
+                "prm_readout": args.prm_readout, "search_proposals": args.proposals}
         variants.append((f"tree k={k}", tree))
         if args.no_stop:
             variants.append((f"tree k={k}, no PRM stop", {**tree, "search_stop": False}))

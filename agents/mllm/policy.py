@@ -26,9 +26,10 @@ from typing import Any, Optional
 
 import numpy as np
 
-from segenv.actions import BoxPrompt, Click
+from segenv.actions import BoxPrompt, Click, end_action_name
 from segenv.device import resolve_device_dtype as _resolve_device_dtype
 
+from .proposals import PROPOSAL_METHODS, beam_proposals
 from .prompt import NO_OBJECT_TEXT, PROMPT_STYLES, ActionFormat, ParsedAction, action_may_begin, build_prompt, parse_action_text
 
 log = logging.getLogger(__name__)
@@ -265,16 +266,26 @@ class MLLMPolicy:
             log.debug("unparsable answer %r: %s", parsed.text, parsed.error)
         return parsed.action
 
-    def propose(self, obs: dict, k: int, include_invalid: bool = False) -> list[ParsedAction]:
+    def propose(self, obs: dict, k: int, include_invalid: bool = False, method: str = "sample",
+                clicks_only: bool = False) -> list[ParsedAction]:
         """Up to ``k`` DISTINCT candidate actions for this observation (for tree search).
 
-        ``k`` answers come from ONE ``generate`` call (``num_return_sequences=k``, multinomial
-        sampling at ``temperature``; ``k == 1`` with greedy decoding stays greedy). Duplicates and
-        unparsable answers are dropped; up to ``max_propose_rounds`` extra calls top the list up.
-        With ``include_invalid`` distinct unparsable answers fill the remaining places (last).
+        ``method="sample"``: ``k`` answers come from ONE ``generate`` call
+        (``num_return_sequences=k``, multinomial sampling at ``temperature``; ``k == 1`` with
+        greedy decoding stays greedy). Duplicates and unparsable answers are dropped; up to
+        ``max_propose_rounds`` extra calls top the list up. ``method="beam"``: the ``k`` most
+        likely actions after the greedy IoU line, by beam search (deterministic;
+        :mod:`agents.mllm.proposals`). With ``include_invalid`` distinct unparsable answers fill
+        the remaining places (last). ``clicks_only``: no ``Finish`` / ``No Object Found`` among
+        the candidates (tree search's: it decides stopping itself); beams ban them in decoding,
+        samples drop them.
         """
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
+        if method not in PROPOSAL_METHODS:
+            raise ValueError(f"method must be one of {PROPOSAL_METHODS}, got {method!r}")
+        if method == "beam":
+            return beam_proposals(self, obs, k, include_invalid, clicks_only=clicks_only)
         self.last_outputs = []
         if k == 1 and not self.config.do_sample:
             found = self.generate(obs, 1, do_sample=False)
@@ -286,9 +297,9 @@ class MLLMPolicy:
         for _ in range(1 + max(0, self.config.max_propose_rounds)):
             for parsed in self.generate(obs, want, do_sample=True):
                 self.last_outputs.append(parsed.text)
-                if parsed.ok:
+                if parsed.ok and not (clicks_only and end_action_name(parsed.action) is not None):
                     valid.setdefault(parsed.key(), parsed)
-                else:
+                elif not parsed.ok:
                     invalid.setdefault(parsed.text, parsed)
             if len(valid) >= k:
                 break

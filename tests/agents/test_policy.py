@@ -172,3 +172,36 @@ def test_overlay_format_jpeg_is_a_pillow_default_quality_roundtrip():
     assert np.array_equal(np.asarray(policy.overlay_image(obs)), overlay)
     with pytest.raises(ValueError, match="overlay_format"):
         MLLMPolicyConfig(model_path="m", overlay_format="gif")
+
+
+@pytest.mark.parametrize("name", sorted(BUILDERS))
+def test_beam_proposals_on_stock_layouts_are_distinct_and_deterministic(checkpoints, env, name):
+    """Beam search through a stock LLaVA / Idefics3 generate (pixel inputs expanded per beam). A
+    format without the IoU line lets the beams start at the answer's first token."""
+    policy = MLLMPolicy(MLLMPolicyConfig(str(checkpoints[name]), max_new_tokens=8,
+                                         action_format=ActionFormat(iou_line=False)))
+    obs, _ = env.reset(seed=1, options={"index": 1})
+    first = policy.propose(obs, 3, include_invalid=True, method="beam")
+    assert len(policy.last_outputs) == 6  # 2 beams per candidate, every beam returned
+    again = policy.propose(obs, 3, include_invalid=True, method="beam")
+    assert [c.text for c in first] == [c.text for c in again]  # no sampling
+    assert 1 <= len(first) <= 3 and len({c.text for c in first}) == len(first)
+    with pytest.raises(ValueError, match="method"):
+        policy.propose(obs, 3, method="nucleus")
+
+
+def test_beam_proposals_of_the_shipped_policy_keep_its_iou_line_and_differ():
+    from agents.registry import DEFAULT_TINY_CHECKPOINT
+
+    policy = MLLMPolicy(MLLMPolicyConfig(str(DEFAULT_TINY_CHECKPOINT), do_sample=True))
+    e = gym.make("SegAgent-ThinShapes-v0", split="val", image_size=256)
+    obs, _ = e.reset(seed=0, options={"index": 0})
+    e.close()
+    greedy = policy.generate(obs, 1, do_sample=False)[0]
+    state = torch.random.get_rng_state()
+    cands = policy.propose(obs, 4, method="beam")
+    assert torch.equal(state, torch.random.get_rng_state())  # deterministic: no sampling at all
+    assert len(cands) == 4 and all(c.ok for c in cands)
+    assert len({c.key() for c in cands}) == 4
+    iou_line = greedy.text.splitlines()[0]
+    assert iou_line.startswith("Current IOU") and all(c.text.splitlines()[0] == iou_line for c in cands)

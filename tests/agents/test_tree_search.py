@@ -99,6 +99,8 @@ def test_bad_configs_and_a_missing_lookahead_are_clear_errors():
         TreeSearchConfig(stop_margin=math.nan)
     with pytest.raises(ValueError, match="prm_readout"):
         TreeSearchConfig(prm_readout="argmax")
+    with pytest.raises(ValueError, match="proposals"):
+        TreeSearchConfig(proposals="nucleus")
     with pytest.raises(TypeError, match="propose"):
         TreeSearchAgent(object(), PRM(AreaPRM()))
     agent = TreeSearchAgent(FakePolicy(), PRM(AreaPRM()))
@@ -129,14 +131,15 @@ def test_the_shipped_policy_searches_reproducibly_without_touching_the_global_rn
     assert runs[0] == runs[1]
 
 
-def test_the_policys_own_line_can_be_read_as_a_median():
-    """prm_readout='median' makes the self-PRM read its distribution; the searched scores are
-    then not all whole percentages (the stated line is)."""
+def test_the_policys_own_line_can_be_read_as_a_median_over_beam_proposals():
+    """prm_readout='median' makes the self-PRM read its distribution (the searched scores are then
+    not all whole percentages, the stated line is); beam proposals give k distinct clicks."""
     pytest.importorskip("torch")
     from agents.tree_search import make_tree_search_agent
 
     env = gym.make("SegAgent-Shapes-v0", image_size=224, max_clicks=2, initial_state="empty", disable_env_checker=True)
-    agent = make_tree_search_agent(str(CHECKPOINT), k=3, seed=7, stop_when_no_gain=False, prm_readout="median")
+    agent = make_tree_search_agent(str(CHECKPOINT), k=3, seed=7, stop_when_no_gain=False, prm_readout="median",
+                                   proposals="beam")
     assert agent.shares_model and agent.prm.source.readout == "median"
     scores: list[float] = []
     done = agent._done
@@ -150,4 +153,5 @@ def test_the_policys_own_line_can_be_read_as_a_median():
         run_episode(agent, env, seed=k, index=k)
     env.close()
     assert scores and all(0.0 <= s <= 1.0 for s in scores)
+    assert agent.stats.candidates >= 3 * agent.stats.preview_calls  # beams give k distinct clicks
     assert any(abs(s * 100 - round(s * 100)) > 1e-6 for s in scores)
