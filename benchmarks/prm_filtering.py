@@ -243,7 +243,9 @@ def plot(result: dict, path: Path) -> None:
         ax.text(50, 50, f"no readable 'Current IOU' line\nin {result['n']} answers", ha="center", va="center")
     ax.set(xlim=(0, 101), ylim=(0, 101), xlabel="true IoU (%)", ylabel="predicted IoU (%)")
     ax.set_title(
-        f"{result['env']} / {result['segmenter']}: n={result['n']} (unparsable {result['n_unparsable']})\n"
+        f"{result['env']} / {result['segmenter']}: {Path(str(result.get('model', 'PRM'))).name}, "
+        f"{result.get('args', {}).get('readout', 'greedy')} readout\n"
+        f"n={result['n']} (unparsable {result['n_unparsable']})  "
         f"MAE {result['mae']:.2f}  MSE {result['mse']:.1f}  Pearson {result['pearson']:.3f}  Spearman {result['spearman']:.3f}",
         fontsize=8,
     )

@@ -52,6 +52,8 @@ def test_bad_arguments_are_clear_errors():
         pf.FilteringArgs(min_points=5, max_points=2)
     with pytest.raises(ValueError, match="keep-threshold"):
         pf.FilteringArgs(keep_threshold=80)
+    with pytest.raises(ValueError, match="--readout"):
+        pf.FilteringArgs(readout="argmax")
 
 
 def test_mask_set_is_seeded_and_varied():
