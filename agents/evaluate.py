@@ -88,6 +88,8 @@ class EvalArgs:
     prm_model: Optional[str] = arg(None, "tree: a separate reward-model checkpoint folder (default: the policy judges its own masks)")
     search_proposals: Literal["sample", "beam"] = arg(
         "sample", "tree: how candidates are drawn: sampled at --temperature, or the k most likely actions by beam search")
+    search_tie_margin: float = arg(0.0, "tree: take the most likely candidate whose predicted IoU is within this of "
+                                   "the best (IoU fraction; 0 = the best)")
     prm_readout: Literal["greedy", "median", "mean"] = arg(
         "greedy", "tree: how the PRM's IoU line is read: the stated number, or the median / mean of the model's "
         "distribution over its IoU value tokens (agents/prm.py)")
@@ -173,7 +175,7 @@ def make_env(args: EvalArgs, render: bool = False) -> gym.Env:
 
 # the arguments that decide what a run's episodes are: --resume refuses a run whose values differ
 RUN_IDENTITY = ("agent", "env", "split", "seed", "max_clicks", "segmenter", "model", "temperature", "end_actions", "dtype", "finish_iou",
-                "overlay_format", "no_object_bias", "search_k", "search_margin", "search_stop", "prm_model", "prm_readout", "search_proposals",
+                "overlay_format", "no_object_bias", "search_k", "search_margin", "search_stop", "prm_model", "prm_readout", "search_proposals", "search_tie_margin",
                 "initial_state", "text_segmenter", "box_step", "image_size", "target_iou", "data_root", "score", "limit",
                 "empty_targets", "protocol")
 
@@ -257,7 +259,7 @@ def evaluate(args: EvalArgs) -> dict:
                        trust_remote_code=args.trust_remote_code, finish_iou=args.finish_iou,
                        text_segmenter=args.text_segmenter, search_k=args.search_k, search_margin=args.search_margin,
                        search_stop=args.search_stop, prm_model=args.prm_model, prm_readout=args.prm_readout,
-                       search_proposals=args.search_proposals)
+                       search_proposals=args.search_proposals, search_tie_margin=args.search_tie_margin)
     args = with_agent_overrides(args, agent)
     if args.num_shards > 1:  # sharded (torchrun): this process's part, then the merge if all parts are done
         from .eval_shards import merge_shards, shard_path

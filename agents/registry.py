@@ -92,16 +92,19 @@ def _mllm(model: "str | None" = None, temperature: float = 0.0, allow_end: bool 
 @register_agent("tree")
 def _tree(model: "str | None" = None, temperature: float = 0.0, seed: int = 0, search_k: int = 4,
           search_margin: float = 0.0, search_stop: bool = True, prm_model: "str | None" = None, dtype: str = "auto",
-          prm_readout: str = "greedy", search_proposals: str = "sample", **_: Any):
+          prm_readout: str = "greedy", search_proposals: str = "sample",
+          search_tie_margin: float = 0.0, **_: Any):
     """PRM-guided tree search over an MLLM policy (agents.tree_search): ``--agent tree --search-k 4``;
     ``--temperature`` is the proposals' (0 = 1.0), ``--prm-model`` a separate reward model,
     ``--prm-readout`` how its IoU line is read (agents.prm.PRM), ``--search-proposals`` how the
-    candidates are drawn (sample or beam)."""
+    candidates are drawn (sample or beam), ``--search-tie-margin`` how much better than a more
+    likely candidate another must score to be taken."""
     from .tree_search import make_tree_search_agent
 
     return make_tree_search_agent(model, k=search_k, temperature=temperature or 1.0, prm_model=prm_model,
                                   stop_margin=search_margin, seed=seed, dtype=dtype, stop_when_no_gain=search_stop,
-                                  prm_readout=prm_readout, proposals=search_proposals)
+                                  prm_readout=prm_readout, proposals=search_proposals,
+                                  tie_margin=search_tie_margin)
 
 
 @register_agent("sb3")

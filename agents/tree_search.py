@@ -50,6 +50,11 @@ class TreeSearchConfig:
         stop_when_no_gain: use that rule at all (False: click until the budget ends).
         respect_end: return the policy's own ``Finish`` / ``No Object Found`` greedy answers.
         seed: the base of the per-step proposal seeds.
+        tie_margin: take the FIRST candidate (the greedy one, then the proposals in the policy's
+            order: beams by likelihood) whose score is within this of the best score (IoU
+            fraction; 0 = the best score, first on exact ties). A PRM that judges mask quality,
+            not which object is meant, rates masks of different whole objects alike (0.99 vs
+            0.99): a margin leaves such ties to the policy instead of to score noise.
         proposals: how the other candidates are drawn: ``"sample"`` (``k - 1`` answers sampled at
             the policy's temperature; repeats dropped) or ``"beam"`` (the ``k`` most likely
             actions by beam search after the greedy IoU line; deterministic and distinct,
@@ -66,6 +71,7 @@ class TreeSearchConfig:
     seed: int = 0
     prm_readout: str = "greedy"
     proposals: str = "sample"
+    tie_margin: float = 0.0
 
     def __post_init__(self) -> None:
         if self.k < 1:
@@ -74,6 +80,8 @@ class TreeSearchConfig:
             raise ValueError(f"proposals must be 'sample' or 'beam', got {self.proposals!r}")
         if self.prm_readout not in READOUTS:
             raise ValueError(f"prm_readout must be one of {READOUTS}, got {self.prm_readout!r}")
+        if not math.isfinite(self.tie_margin) or not 0.0 <= self.tie_margin <= 1.0:
+            raise ValueError(f"tie_margin is an IoU fraction in [0, 1], got {self.tie_margin}")
         if not math.isfinite(self.stop_margin) or not -1.0 <= self.stop_margin <= 1.0:
             raise ValueError(f"stop_margin is an IoU fraction in [-1, 1], got {self.stop_margin}")
 
@@ -169,7 +177,11 @@ class TreeSearchAgent:
         self.stats.candidates += len(scores)
         self.stats.unscored += sum(math.isnan(s) for s in scores)
         ranked = [-math.inf if math.isnan(s) else s for s in scores]
-        best = int(np.argmax(ranked))
+        top = max(ranked)
+        floor = top - cfg.tie_margin  # the first candidate this close to the best is taken
+        if cfg.stop_when_no_gain and top > current + cfg.stop_margin:  # ... among those that improve
+            floor = max(floor, math.nextafter(current + cfg.stop_margin, math.inf))
+        best = next(i for i, r in enumerate(ranked) if r >= floor)
         search = {"current": greedy.iou, "scores": [float(s) for s in scores],
                   "candidates": [repr(c) for c in candidates], "best": best}
         if cfg.stop_when_no_gain and ranked[best] <= current + cfg.stop_margin:
@@ -259,7 +271,8 @@ def _seeded_torch(seed: int, device: Any = None) -> Iterator[None]:
 def make_tree_search_agent(model: Optional[str] = None, k: int = 4, temperature: float = 1.0,
                            prm_model: Optional[str] = None, stop_margin: float = 0.0, seed: int = 0,
                            dtype: str = "auto", stop_when_no_gain: bool = True,
-                           prm_readout: str = "greedy", proposals: str = "sample") -> TreeSearchAgent:
+                           prm_readout: str = "greedy", proposals: str = "sample",
+                           tie_margin: float = 0.0) -> TreeSearchAgent:
     """The agent the benchmark CLI builds (``--agent tree``): the tiny shipped policy by default."""
     from .mllm.policy import MLLMPolicy, MLLMPolicyConfig
     from .registry import DEFAULT_TINY_CHECKPOINT
@@ -269,7 +282,7 @@ def make_tree_search_agent(model: Optional[str] = None, k: int = 4, temperature:
     prm = PRM.from_checkpoint(prm_model, dtype=dtype, readout=prm_readout) if prm_model else None
     return TreeSearchAgent(policy, prm, TreeSearchConfig(k=k, stop_margin=stop_margin, seed=seed,
                                                          stop_when_no_gain=stop_when_no_gain, prm_readout=prm_readout,
-                                                         proposals=proposals))
+                                                         proposals=proposals, tie_margin=tie_margin))
 
 
 __all__ = ["SearchStats", "TreeSearchAgent", "TreeSearchConfig", "make_tree_search_agent"]

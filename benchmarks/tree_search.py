@@ -51,6 +51,7 @@ class TreeBenchArgs:
                                      "(agents/prm.py)")
     proposals: str = arg("sample", "how the tree's candidates are drawn: sample (at --temperature) or beam (the k "
                                    "most likely actions)")
+    tie_margin: float = arg(0.0, "take the most likely candidate scoring within this of the best (IoU fraction)")
     temperature: float = arg(1.0, "proposal sampling temperature")
     split: str = arg("test", "dataset split")
     episodes: int = arg(100, "items per cell (the first N of the split)")
@@ -93,7 +94,8 @@ def run_cell(args: TreeBenchArgs, env: str, state: str, out_dir: Path) -> list[d
     variants: list[tuple[str, dict]] = [("greedy", {"agent": "mllm"})]
     for k in args.k:
         tree = {"agent": "tree", "search_k": k, "temperature": args.temperature, "prm_model": args.prm_model,
-                "prm_readout": args.prm_readout, "search_proposals": args.proposals}
+                "prm_readout": args.prm_readout, "search_proposals": args.proposals,
+                "search_tie_margin": args.tie_margin}
         variants.append((f"tree k={k}", tree))
         if args.no_stop:
             variants.append((f"tree k={k}, no PRM stop", {**tree, "search_stop": False}))

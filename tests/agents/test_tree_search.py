@@ -73,6 +73,24 @@ def test_search_takes_the_candidate_the_prm_rates_best_in_one_batch_per_step():
     assert traj.steps[0].predicted_iou == pytest.approx(0.5)  # the empty mask's stated IoU, recorded by the harness
 
 
+def test_tie_margin_leaves_near_ties_to_the_policys_order():
+    """With a margin, the first candidate (the greedy one first) whose score is within it of the
+    best, among those that improve on the current mask, is taken; margin 0 takes the best."""
+    env = _env()
+    env.reset(seed=0, options={"index": 7})
+    areas = [float((p["mask"] > 0).mean()) for p in env.unwrapped.preview(CANDIDATES)]
+    scores = [min(1.0, 0.5 + 0.5 * min(1.0, 10 * a)) for a in areas]  # AreaPRM; the empty mask: 0.5
+    best = int(np.argmax(scores))
+    assert best != 0 and scores[best] > scores[0] > 0.5  # the greedy click improves, another more
+    gap = scores[best] - scores[0]
+    for margin, expected in ((1.0, 0), (0.0, best), (gap + 1e-6, 0), (gap - 1e-3, best)):
+        agent = TreeSearchAgent(FakePolicy(), PRM(AreaPRM(+1)), TreeSearchConfig(k=4, tie_margin=margin))
+        traj = run_episode(agent, env, seed=0, index=7)
+        assert traj.steps[0].action[1:3] == pytest.approx([CANDIDATES[expected].x, CANDIDATES[expected].y]), margin
+    with pytest.raises(ValueError, match="tie_margin"):
+        TreeSearchConfig(tie_margin=-0.1)
+
+
 def test_finish_when_no_candidate_is_predicted_better_and_the_rule_can_be_switched_off():
     env = _env()
     agent = TreeSearchAgent(FakePolicy(), PRM(AreaPRM(-1)), TreeSearchConfig(k=3))  # any mask rated worse than none
