@@ -54,6 +54,11 @@ class RefinementArgs:
     states: list[str] = arg(list(STATES), "initial states (empty, box, points)")
     agents: list[str] = arg(["oracle", "mllm"], "agents; the first is the reference")
     model: Optional[str] = arg(None, "mllm: a local checkpoint folder (default: the shipped tiny model)")
+    search_k: int = arg(4, "tree: candidates per step")
+    prm_model: Optional[str] = arg(None, "tree: a separate reward-model checkpoint (default: the policy's own line)")
+    prm_readout: str = arg("greedy", "tree: greedy, median or mean (agents/prm.py)")
+    search_proposals: str = arg("sample", "tree: sample or beam")
+    search_tie_margin: float = arg(0.0, "tree: take the most likely candidate within this of the best")
     split: str = arg("test", "dataset split")
     episodes: int = arg(100, "items per cell (the first N of the split)")
     max_clicks: int = arg(5, "clicks per episode")
@@ -187,7 +192,9 @@ def main(argv: Optional[list[str]] = None) -> dict:
     built: dict[str, Any] = {}
     for name, env_id, state in tqdm(jobs, desc="cells", disable=not args.progress):
         if name not in built:
-            built[name] = make_agent(name, seed=args.seed, model=args.model)
+            built[name] = make_agent(name, seed=args.seed, model=args.model, search_k=args.search_k,
+                                     prm_model=args.prm_model, prm_readout=args.prm_readout,
+                                     search_proposals=args.search_proposals, search_tie_margin=args.search_tie_margin)
         cells.setdefault(name, {}).setdefault(env_id, {})[state] = run_cell(built[name], env_id, state, args)
     ref = args.agents[0]
     for name in args.agents[1:]:
