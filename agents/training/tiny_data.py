@@ -1,6 +1,6 @@
 """The tiny pointer VLM's training examples: observations labelled with one grid-cell action.
 
-Three kinds, each saved as ONE Hugging Face dataset (``datasets.load_from_disk(out)`` opens it):
+Six kinds, each saved as ONE Hugging Face dataset (``datasets.load_from_disk(out)`` opens it):
 
 * ``"traces"`` (the shipped model's recipe, paper B.1): every kept step of a D_traj made by
   ``segagent traces`` (:mod:`agents.training.traces`: RITM-oracle clicks, positive and negative,
@@ -40,6 +40,10 @@ Three kinds, each saved as ONE Hugging Face dataset (``datasets.load_from_disk(o
   true IoU. Oracle traces hold mostly near-perfect masks, so the ``Current IOU`` line rarely sees
   the mid-quality masks (IoU 0.2-0.7) it must rank for annotation filtering and tree search.
 
+* ``"wrong_object"`` (Shapes-family datasets): masks of a distractor object, alone or beside the
+  referent, labelled like ``"masks"`` (:mod:`agents.training.tiny_wrong_object`): the clean masks
+  of the wrong object that E.1's in-box points never make and a PRM must rate low.
+
 Labels are grid cells (:func:`label_cell`): the oracle (:func:`segenv.clicker.next_click`)
 decides the sign; the cell is the one whose *centre* lies deepest inside the error region of that
 sign, so the decoded click (the cell centre) lands in the right region; the oracle pixel's cell is
@@ -70,7 +74,7 @@ import numpy.typing as npt
 from .tiny_cells import CellOracle, cell_to_xy, deepest_cell, label_cell, pixel_cell, prep_image  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
-KINDS = ("first", "later", "traces", "dagger", "masks")
+KINDS = ("first", "later", "traces", "dagger", "masks", "wrong_object")
 
 
 @dataclass
@@ -373,8 +377,10 @@ def build_examples(config: TinyDataConfig):
     """The examples of ``config`` as a ``datasets.Dataset`` (saved to ``config.out`` if set)."""
     from datasets import Dataset
 
+    from agents.training.tiny_wrong_object import wrong_object_examples
+
     build = {"first": first_click_examples, "later": later_click_examples, "traces": trace_examples,
-             "dagger": dagger_examples, "masks": mask_examples}[config.kind]
+             "dagger": dagger_examples, "masks": mask_examples, "wrong_object": wrong_object_examples}[config.kind]
     rows = build(config)
     if not rows:
         raise ValueError(

@@ -115,6 +115,28 @@ def draw_shape(canvas: npt.NDArray[np.uint8], spec: ShapeSpec) -> None:
         raise ValueError(f"unknown shape {spec.shape!r}")
 
 
+def owner_map(specs: Sequence[ShapeSpec], size: int) -> tuple[npt.NDArray[np.int16], list[int]]:
+    """``(owner, full_areas)``: which object each pixel of a ``size x size`` image shows (int16,
+    ``-1`` for background; later objects cover earlier ones) and each object's full drawn area."""
+    owner = np.full((size, size), -1, np.int16)
+    full_areas = []
+    for k, spec in enumerate(specs):
+        canvas = np.zeros((size, size), np.uint8)
+        draw_shape(canvas, spec)
+        full_areas.append(int(canvas.sum()))
+        owner[canvas.astype(bool)] = k
+    return owner, full_areas
+
+
+def object_masks(sample: Sample) -> list[npt.NDArray[np.bool_]]:
+    """The visible mask of every object of a Shapes ``sample`` (its ``meta["objects"]``, in drawing
+    order; ``meta["target"]`` indexes the referent, ``None`` on a no-target item). The other
+    objects are the distractors: what a policy clicks when it reads the caption wrong."""
+    specs = [ShapeSpec(**o) for o in sample.meta["objects"]]
+    owner, _ = owner_map(specs, sample.image.shape[0])
+    return [owner == k for k in range(len(specs))]
+
+
 def _background(rng: np.random.Generator, size: int) -> npt.NDArray[np.float32]:
     """A dim textured background: a colour gradient, soft stripes or blotches, and pixel noise."""
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
@@ -316,13 +338,7 @@ class ShapesDataset:
     def _try_sample(self, rng: np.random.Generator, index: int) -> Optional[Sample]:
         s = self.image_size
         specs = self._random_specs(rng)
-        owner = np.full((s, s), -1, np.int16)  # which object each pixel shows
-        full_areas = []
-        for k, spec in enumerate(specs):
-            canvas = np.zeros((s, s), np.uint8)
-            draw_shape(canvas, spec)
-            full_areas.append(int(canvas.sum()))
-            owner[canvas.astype(bool)] = k
+        owner, full_areas = owner_map(specs, s)
         # every object must stay mostly visible, or its expression would be unfair
         for k, area in enumerate(full_areas):
             if area == 0 or (owner == k).sum() < 0.7 * area:

@@ -194,6 +194,28 @@ def test_mask_examples_are_random_point_masks_labelled_by_the_oracle_with_their_
         TinyDataConfig(kind="masks", min_points=5, max_points=2)
 
 
+def test_wrong_object_examples_are_masks_of_a_distractor_with_their_true_iou():
+    """The PRM's wrong-object data: clean masks of a non-target object (IoU near 0), seeded, each
+    labelled with what the oracle answers on it."""
+    from agents.training.tiny_data import TinyDataConfig, build_examples
+    from agents.training.tiny_wrong_object import deepest_pixel
+
+    cfg = TinyDataConfig(kind="wrong_object", split="val", stop=6, masks_per_item=2, progress=False)
+    ds = build_examples(cfg)
+    assert len(ds) == 12 and set(ds["kind"]) == {"wrong_object"}
+    iou = np.array(ds["iou"])
+    assert (iou < 0.1).mean() >= 0.5 and iou.max() < 0.98  # mostly the wrong object alone, never the right mask
+    assert set(ds["action"]) == {"click"}  # the oracle always has something to fix
+    assert not all(ds["positive"])  # it removes the distractor with negative clicks
+    again = build_examples(cfg)
+    assert again["iou"] == ds["iou"] and again["cell"] == ds["cell"]  # seeded
+    square = np.zeros((9, 9), bool)
+    square[2:7, 2:7] = True
+    assert deepest_pixel(square) == (4, 4)
+    with pytest.raises(ValueError, match="kind must be one of"):
+        TinyDataConfig(kind="wrong_objects")
+
+
 def test_trl_trains_it_with_the_models_own_loss(saved, tmp_path):
     """trl's default fused LM head multiplies backbone states by one output matrix, which a
     per-image pointer is not: the SFT module picks the trainer whose loss is the model's own."""

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from segenv.datasets import make_dataset
-from segenv.datasets.shapes import COLORS, ShapesDataset, parse_expression
+from segenv.datasets.shapes import COLORS, ShapesDataset, object_masks, parse_expression
 from segenv.segmenters import GrabCutSegmenter, Prompt, make_segmenter
 
 
@@ -53,6 +53,19 @@ def test_target_colour_is_what_the_text_says():
         mean = s.image[s.mask].mean(axis=0)
         nearest = min(COLORS, key=lambda c: np.linalg.norm(mean - np.array(COLORS[c])))
         assert nearest == colour
+
+
+@pytest.mark.parametrize("thin", [False, True])
+def test_object_masks_are_the_visible_objects_and_the_target_is_the_ground_truth(thin):
+    ds = ShapesDataset("val", thin=thin)
+    for i in range(15):
+        s = ds[i]
+        masks = object_masks(s)
+        assert len(masks) == len(s.meta["objects"]) >= 2
+        assert (masks[s.meta["target"]] == s.mask).all()
+        stacked = np.stack(masks).astype(int)
+        assert stacked.sum(0).max() == 1  # each pixel shows at most one object
+        assert all(m.any() for m in masks)
 
 
 def test_bad_arguments():
