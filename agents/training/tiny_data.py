@@ -254,8 +254,6 @@ def mask_examples(config: TinyDataConfig) -> list[dict]:
     """Random-point masks of items ``start .. stop - 1``, oracle-labelled (module docstring)."""
     from tqdm.auto import tqdm
 
-    from segenv import render as R
-
     env = _make_env(config, "points")
     base = env.unwrapped
     rng = np.random.default_rng(config.seed * 1_000_003 + config.start)
@@ -265,15 +263,23 @@ def mask_examples(config: TinyDataConfig) -> list[dict]:
         for j in range(config.masks_per_item):
             base.initial_points = int(rng.integers(config.min_points, config.max_points + 1))  # read by reset
             obs, info = env.reset(seed=int(rng.integers(2**31)), options={"index": i})
-            mask = np.asarray(obs["mask"]) > 0
-            gt = R.resize_mask(np.asarray(info["gt_mask"], bool), mask.shape[0])
-            iou = float(info["iou"])
-            action, positive, cell = oracle_label(gt, mask, iou, config.grid, config.finish_iou)
-            rows.append({"image": prep_image(np.asarray(obs["overlay"]), config.image_size), "text": str(obs["text"]),
-                         "positive": positive, "cell": cell, "sample_index": i, "step": j, "kind": "masks",
-                         "action": action, "iou": iou})
+            rows.append(labelled_observation(obs, info, config, i, j, "masks"))
     env.close()
     return rows
+
+
+def labelled_observation(obs: dict, info: dict, config: TinyDataConfig, index: int, step: int, kind: str) -> dict:
+    """One example row from an env observation: the overlay, the true IoU and what the oracle
+    answers on that mask (:func:`oracle_label`)."""
+    from segenv import render as R
+
+    mask = np.asarray(obs["mask"]) > 0
+    gt = R.resize_mask(np.asarray(info["gt_mask"], bool), mask.shape[0])
+    iou = float(info["iou"])
+    action, positive, cell = oracle_label(gt, mask, iou, config.grid, config.finish_iou)
+    return {"image": prep_image(np.asarray(obs["overlay"]), config.image_size), "text": str(obs["text"]),
+            "positive": positive, "cell": cell, "sample_index": index, "step": step, "kind": kind,
+            "action": action, "iou": iou}
 
 
 def later_click_examples(config: TinyDataConfig) -> list[dict]:
@@ -406,7 +412,7 @@ def main(argv: Optional[list[str]] = None) -> None:
 
 
 __all__ = ["CellOracle", "TinyDataConfig", "build_examples", "cell_to_xy", "dagger_examples", "deepest_cell",
-           "features", "first_click_examples", "label_cell", "later_click_examples", "mask_examples", "oracle_label", "pixel_cell",
+           "features", "first_click_examples", "label_cell", "labelled_observation", "later_click_examples", "mask_examples", "oracle_label", "pixel_cell",
            "prep_image", "trace_examples"]
 
 if __name__ == "__main__":

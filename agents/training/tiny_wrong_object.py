@@ -48,8 +48,7 @@ def wrong_object_examples(config: "TinyDataConfig", both_fraction: float = 0.3) 
     """Masks of distractor objects of items ``start .. stop - 1``, oracle-labelled (module docstring)."""
     from tqdm.auto import tqdm
 
-    from agents.training.tiny_data import _make_env, oracle_label, prep_image
-    from segenv import render as R
+    from agents.training.tiny_data import _make_env, labelled_observation
     from segenv.datasets.shapes import object_masks
 
     env = _make_env(config, "empty")
@@ -80,13 +79,7 @@ def wrong_object_examples(config: "TinyDataConfig", both_fraction: float = 0.3) 
                 obs, _, terminated, truncated, info = env.step(_click(distractor.shape, row, col))
                 if terminated or truncated:
                     break
-            mask = np.asarray(obs["mask"]) > 0
-            gt = R.resize_mask(np.asarray(info["gt_mask"], bool), mask.shape[0])
-            iou = float(info["iou"])
-            action, positive, cell = oracle_label(gt, mask, iou, config.grid, config.finish_iou)
-            rows.append({"image": prep_image(np.asarray(obs["overlay"]), config.image_size), "text": str(obs["text"]),
-                         "positive": positive, "cell": cell, "sample_index": i, "step": j, "kind": "wrong_object",
-                         "action": action, "iou": iou})
+            rows.append(labelled_observation(obs, info, config, i, j, "wrong_object"))
     env.close()
     return rows
 
