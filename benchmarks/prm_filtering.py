@@ -10,6 +10,9 @@ the ground-truth boxes, run through the segmenter; the PRM (:class:`agents.prm.P
 membership (positive on the object, negative off it), ``k`` drawn per mask from
 ``[min_points, max_points]``; items are the first ``--items`` of the split, ``--masks-per-item``
 masks each, everything seeded from ``--seed``. The true IoU is the env's (original resolution).
+``--masks wrong_object`` scores another set instead (Shapes-family envs): clean masks of a
+*distractor* object, alone or beside the referent (:mod:`agents.training.tiny_wrong_object`), the
+masks E.1's in-box points never make and a PRM that judges only mask quality rates high.
 
 Reported (JSON ``--out`` + scatter PNG beside it): ``mae`` and ``mse`` (IoU in percent, as Tab. 3),
 ``pearson`` and ``spearman`` (scipy.stats), ``precision`` / ``recall`` of keeping the masks whose
@@ -58,6 +61,8 @@ class FilteringArgs:
     max_points: int = arg(8, "most random points per mask")
     model: Optional[str] = arg(None, "a local checkpoint folder that writes 'Current IOU' (default: the shipped tiny model)")
     max_new_tokens: Optional[int] = arg(None, "generation budget per answer (default: the policy's)")
+    masks: str = arg("points", "which masks: points (paper E.1: random points in the GT box) or wrong_object "
+                              "(clean masks of a distractor object; Shapes-family envs)")
     readout: str = arg("greedy", "greedy: the stated number; median or mean: of the model's distribution over "
                                  "its IoU value tokens (agents/prm.py)")
     batch_size: int = arg(16, "masks scored per batched PRM call")
@@ -71,6 +76,8 @@ class FilteringArgs:
     def __post_init__(self) -> None:
         if self.items < 0 or self.masks_per_item < 1 or self.batch_size < 1:
             raise ValueError("--items must be >= 0, --masks-per-item and --batch-size >= 1")
+        if self.masks not in MASK_SETS:
+            raise ValueError(f"--masks is one of {sorted(MASK_SETS)}, got {self.masks!r}")
         if self.readout not in ("greedy", "median", "mean"):
             raise ValueError(f"--readout is greedy, median or mean, got {self.readout!r}")
         if not 1 <= self.min_points <= self.max_points:
@@ -125,13 +132,22 @@ def filtering_metrics(
     }
 
 
-# ---------------------------------------------------------------------------------- the mask set
+def low_iou_confidence(pred: npt.ArrayLike, true: npt.ArrayLike, low: float = 0.1, high: float = 0.9) -> dict:
+    """How a PRM rates the masks of true IoU < ``low``: ``n``, ``mean_pred`` and ``share_high``
+    (predicted >= ``high``); NaN answers are left out, NaN metrics when no mask is left."""
+    pred, true = np.asarray(pred, np.float64).ravel(), np.asarray(true, np.float64).ravel()
+    p = pred[(true < low) & ~np.isnan(pred)]
+    return {"n": int(p.size), "mean_pred": float(p.mean()) if p.size else math.nan,
+            "share_high": float((p >= high).mean()) if p.size else math.nan, "low": low, "high": high}
+
+
+# ---------------------------------------------------------------------------------- the mask sets
 def make_env(args: FilteringArgs):
     import gymnasium as gym
 
     import segenv  # noqa: F401  (registers the env ids)
 
-    kwargs: dict[str, Any] = {"initial_state": "points"}
+    kwargs: dict[str, Any] = {"initial_state": MASK_SETS[args.masks][0]}
     for key in ("split", "segmenter", "data_root", "image_size"):
         if getattr(args, key) is not None:
             kwargs[key] = getattr(args, key)
@@ -150,6 +166,23 @@ def filtering_set(env: Any, args: FilteringArgs) -> Iterator[tuple[dict, dict]]:
             base.initial_points = k  # read by the next reset's "points" initial state
             obs, info = env.reset(seed=args.seed * 1_000_003 + i * args.masks_per_item + j, options={"index": i})
             yield obs, {"index": i, "sample_id": info["sample_id"], "points": k, "true_iou": float(info["iou"])}
+
+
+def wrong_object_set(env: Any, args: FilteringArgs) -> Iterator[tuple[dict, dict]]:
+    """``(observation, record)`` per clean mask of a distractor (``--masks wrong_object``)."""
+    from agents.training.tiny_wrong_object import wrong_object_states
+
+    dataset = env.unwrapped.dataset
+    if len(dataset) and "objects" not in dataset[0].meta:
+        raise ValueError(f"--masks wrong_object needs a Shapes-family env whose items list their objects "
+                         f"(e.g. SegAgent-Shapes-v0, SegAgent-ThinShapes-v0); {args.env} has none: use --masks points")
+    n = len(dataset)
+    items = range(n if args.items == 0 else min(args.items, n))
+    for obs, info, i, _ in wrong_object_states(env, items, args.masks_per_item, np.random.default_rng(args.seed)):
+        yield obs, {"index": i, "sample_id": info["sample_id"], "points": None, "true_iou": float(info["iou"])}
+
+
+MASK_SETS = {"points": ("points", filtering_set), "wrong_object": ("empty", wrong_object_set)}  # --masks: initial state, set
 
 
 def _batches(pairs: Iterator[tuple[dict, dict]], size: int) -> Iterator[list[tuple[dict, dict]]]:
@@ -186,8 +219,8 @@ def run(args: FilteringArgs, prm: Any = None) -> dict:
     n_items = len(env.unwrapped.dataset) if args.items == 0 else min(args.items, len(env.unwrapped.dataset))
     rows: list[dict] = []
     prm_seconds = 0.0
-    with tqdm(total=n_items * args.masks_per_item, desc=f"PRM filtering on {args.env}") as bar:
-        for batch in _batches(filtering_set(env, args), args.batch_size):
+    with tqdm(total=n_items * args.masks_per_item, desc=f"PRM filtering ({args.masks}) on {args.env}") as bar:
+        for batch in _batches(MASK_SETS[args.masks][1](env, args), args.batch_size):
             t0 = time.perf_counter()
             scores = prm.score_many([obs for obs, _ in batch])
             prm_seconds += time.perf_counter() - t0
@@ -206,6 +239,8 @@ def run(args: FilteringArgs, prm: Any = None) -> dict:
         "split": getattr(base.dataset, "split", args.split),
         "segmenter": getattr(base.segmenter, "name", str(args.segmenter)),
         "model": model,
+        "low_iou": low_iou_confidence(pred, true),
+        "masks": args.masks,
         "true_iou_quantiles": dict(zip(("min", "q10", "q25", "median", "q75", "q90", "max"),
                                        np.quantile(true, [0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0]).tolist() if len(true) else [])),
         "prm_seconds_per_mask": prm_seconds / max(1, len(rows)),
@@ -256,11 +291,14 @@ def plot(result: dict, path: Path) -> None:
 
 
 def format_summary(r: dict) -> str:
+    low = r["low_iou"]
     return (
-        f"PRM filtering on {r['env']} [{r['split']}] / {r['segmenter']}: n={r['n']} unparsable={r['n_unparsable']}\n"
+        f"PRM filtering ({r['masks']} masks) on {r['env']} [{r['split']}] / {r['segmenter']}: n={r['n']} unparsable={r['n_unparsable']}\n"
         f"  MAE {r['mae']:.2f}  MSE {r['mse']:.1f}  Pearson {r['pearson']:.3f}  Spearman {r['spearman']:.3f}\n"
         f"  keep pred>={r['keep_threshold']:.2f} | good true>={r['good_threshold']:.2f}: "
-        f"precision {r['precision']:.3f}  recall {r['recall']:.3f}  (kept {r['kept']}, good {r['good']})"
+        f"precision {r['precision']:.3f}  recall {r['recall']:.3f}  (kept {r['kept']}, good {r['good']})\n"
+        f"  true IoU < {low['low']:.1f}: {low['n']} masks, mean predicted {low['mean_pred']:.3f}, "
+        f"share predicted >= {low['high']:.1f}: {low['share_high']:.2f}"
     )
 
 

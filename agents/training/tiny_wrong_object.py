@@ -17,7 +17,7 @@ Items with one object, or no target, are skipped.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 import numpy as np
 import numpy.typing as npt
@@ -44,19 +44,17 @@ def _click(mask_shape: tuple[int, int], row: int, col: int) -> Any:
     return Click((col + 0.5) / w, (row + 0.5) / h, True)
 
 
-def wrong_object_examples(config: "TinyDataConfig", both_fraction: float = 0.3) -> list[dict]:
-    """Masks of distractor objects of items ``start .. stop - 1``, oracle-labelled (module docstring)."""
-    from tqdm.auto import tqdm
+def wrong_object_states(env: Any, indices: Iterable[int], masks_per_item: int, rng: np.random.Generator,
+                        both_fraction: float = 0.3) -> Iterator[tuple[dict, dict, int, int]]:
+    """``(observation, info, index, j)`` per wrong-object mask of the items ``indices`` (module docstring).
 
-    from agents.training.tiny_data import _make_env, labelled_observation
+    ``env`` is a Shapes-family env with ``initial_state="empty"``; its segmenter makes the masks.
+    Items with one object, or no target, yield nothing. Everything random comes from ``rng``.
+    """
     from segenv.datasets.shapes import object_masks
 
-    env = _make_env(config, "empty")
     base = env.unwrapped
-    rng = np.random.default_rng(config.seed * 1_000_003 + config.start + 7)
-    rows: list[dict] = []
-    for i in tqdm(range(config.start, min(config.stop, len(base.dataset))), desc="wrong-object masks",
-                  disable=not config.progress):
+    for i in indices:
         sample = base.dataset[i]
         target = sample.meta.get("target")
         if "objects" not in sample.meta or target is None:
@@ -65,7 +63,7 @@ def wrong_object_examples(config: "TinyDataConfig", both_fraction: float = 0.3) 
         others = [k for k, m in enumerate(masks) if k != target and m.any()]
         if not others:
             continue
-        for j in range(config.masks_per_item):
+        for j in range(masks_per_item):
             distractor = masks[others[int(rng.integers(len(others)))]]
             clicks = []
             if rng.random() < both_fraction:
@@ -79,9 +77,23 @@ def wrong_object_examples(config: "TinyDataConfig", both_fraction: float = 0.3) 
                 obs, _, terminated, truncated, info = env.step(_click(distractor.shape, row, col))
                 if terminated or truncated:
                     break
-            rows.append(labelled_observation(obs, info, config, i, j, "wrong_object"))
+            yield obs, info, i, j
+
+
+def wrong_object_examples(config: "TinyDataConfig", both_fraction: float = 0.3) -> list[dict]:
+    """Masks of distractor objects of items ``start .. stop - 1``, oracle-labelled (module docstring)."""
+    from tqdm.auto import tqdm
+
+    from agents.training.tiny_data import _make_env, labelled_observation
+
+    env = _make_env(config, "empty")
+    rng = np.random.default_rng(config.seed * 1_000_003 + config.start + 7)
+    indices = tqdm(range(config.start, min(config.stop, len(env.unwrapped.dataset))), desc="wrong-object masks",
+                   disable=not config.progress)
+    rows = [labelled_observation(obs, info, config, i, j, "wrong_object")
+            for obs, info, i, j in wrong_object_states(env, indices, config.masks_per_item, rng, both_fraction)]
     env.close()
     return rows
 
 
-__all__ = ["deepest_pixel", "wrong_object_examples"]
+__all__ = ["deepest_pixel", "wrong_object_examples", "wrong_object_states"]

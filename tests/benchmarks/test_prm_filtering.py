@@ -54,6 +54,19 @@ def test_bad_arguments_are_clear_errors():
         pf.FilteringArgs(keep_threshold=80)
     with pytest.raises(ValueError, match="--readout"):
         pf.FilteringArgs(readout="argmax")
+    with pytest.raises(ValueError, match="--masks"):
+        pf.FilteringArgs(masks="boxes")
+
+
+def test_low_iou_confidence_against_hand_computed_values():
+    pred = [0.95, 0.5, NAN, 0.92, 0.99]
+    true = [0.05, 0.0, 0.02, 0.8, 0.09]  # low (< 0.1): rows 0, 1, 2 (NaN, left out), 4
+    low = pf.low_iou_confidence(pred, true)
+    assert low["n"] == 3
+    assert low["mean_pred"] == pytest.approx((0.95 + 0.5 + 0.99) / 3)
+    assert low["share_high"] == pytest.approx(2 / 3)  # .95 and .99 >= .9
+    none = pf.low_iou_confidence([0.9], [0.5])
+    assert none["n"] == 0 and math.isnan(none["mean_pred"]) and math.isnan(none["share_high"])
 
 
 def test_mask_set_is_seeded_and_varied():
@@ -113,3 +126,20 @@ def test_plot_and_json_without_any_readable_answer(tmp_path):
     assert (tmp_path / "p.png").stat().st_size > 0
     text = json.dumps(pf._json_safe(result), allow_nan=False)
     assert json.loads(text)["mae"] is None
+
+
+def test_wrong_object_masks_are_scored_and_rated(tmp_path):
+    """--masks wrong_object: clean masks of a distractor (mostly IoU < 0.1), seeded; low_iou is
+    how the PRM rated those."""
+    out = tmp_path / "wo.json"
+    argv = ["--masks", "wrong_object", "--items", "6", "--masks-per-item", "2", "--image-size", "64", "--out", str(out)]
+    result = pf.main(argv, prm=StubPRM([0.95, 0.2]))
+    again = pf.main(argv, prm=StubPRM([0.95, 0.2]))
+    saved = json.loads(out.read_text())
+    assert saved["masks"] == "wrong_object" and saved["n"] == len(saved["rows"]) > 0
+    assert [r["true_iou"] for r in result["rows"]] == [r["true_iou"] for r in again["rows"]]
+    true = [r["true_iou"] for r in saved["rows"]]
+    assert sum(t < 0.1 for t in true) >= len(true) / 2  # a distractor's mask barely overlaps the referent
+    expected = pf.low_iou_confidence([r["pred_iou"] for r in saved["rows"]], true)
+    assert saved["low_iou"]["n"] == expected["n"] > 0
+    assert saved["low_iou"]["mean_pred"] == pytest.approx(expected["mean_pred"])
