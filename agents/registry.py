@@ -41,6 +41,15 @@ def _oracle(seed: int = 0, tie_break: str = "first", finish_iou: "float | None" 
     return OracleAgent(tie_break=tie_break, seed=seed, finish_iou=finish_iou)
 
 
+@register_agent("cell-oracle")
+def _cell_oracle(grid: int = 14, **_: Any):
+    """The oracle restricted to the centres of a ``grid x grid`` cell grid (the shipped tiny model's
+    pointer is 14x14): the ceiling of a policy that can only click cell centres, with perfect labels."""
+    from .training.tiny_cells import CellOracle
+
+    return CellOracle(grid)
+
+
 @register_agent("random")
 def _random(seed: int = 0, **_: Any):
     from .baselines import RandomAgent

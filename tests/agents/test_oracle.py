@@ -105,3 +105,26 @@ def test_run_vector_full_mode_matches_single_env():
         assert (t.intersection, t.union) == (ref.intersection, ref.union)
         ends.add(t.end_action)
     assert "no_object" in ends
+
+
+def test_cell_oracle_clicks_cell_centres_with_the_oracles_sign_and_stops_on_a_perfect_mask():
+    """``make_agent("cell-oracle", grid=g)``: the oracle's next click moved to a ``g x g`` cell centre
+    (the ceiling of a pointer-grid policy with perfect labels)."""
+    from agents.registry import make_agent
+
+    grid = 8
+    agent = make_agent("cell-oracle", grid=grid)
+    gt = np.zeros((64, 64), bool)
+    gt[8:40, 8:40] = True
+    pred = np.zeros_like(gt)
+    agent.reset({}, {"iou": 0.0})
+    click = agent.act({}, {"gt_mask": gt, "pred_mask": pred, "iou": 0.0})
+    centres = {(k + 0.5) / grid for k in range(grid)}
+    assert click.positive and click.x in centres and click.y in centres
+    assert gt[int(click.y * 64), int(click.x * 64)]  # the centre lies inside the missing object
+    spill = gt.copy()
+    spill[8:40, 40:64] = True  # a wide false positive to the right
+    click = agent.act({}, {"gt_mask": gt, "pred_mask": spill, "iou": 0.57})
+    assert not click.positive and click.x in centres and click.y in centres
+    assert spill[int(click.y * 64), int(click.x * 64)] and not gt[int(click.y * 64), int(click.x * 64)]
+    assert agent.act({}, {"gt_mask": gt, "pred_mask": gt.copy(), "iou": 1.0}) is STOP
