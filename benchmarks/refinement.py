@@ -59,6 +59,7 @@ class RefinementArgs:
     prm_readout: str = arg("greedy", "tree: greedy, median or mean (agents/prm.py)")
     search_proposals: str = arg("sample", "tree: sample or beam")
     search_tie_margin: float = arg(0.0, "tree: take the most likely candidate within this of the best")
+    cell_grid: int = arg(14, "cell-oracle: the pointer grid it clicks the centres of (the tiny model's is 14)")
     split: str = arg("test", "dataset split")
     episodes: int = arg(100, "items per cell (the first N of the split)")
     max_clicks: int = arg(5, "clicks per episode")
@@ -72,8 +73,8 @@ class RefinementArgs:
         bad = [s for s in self.states if s not in STATES]
         if bad:
             raise ValueError(f"unknown initial states {bad}; use {STATES}")
-        if self.episodes < 1 or self.max_clicks < 1:
-            raise ValueError("--episodes and --max-clicks must be >= 1")
+        if self.episodes < 1 or self.max_clicks < 1 or self.cell_grid < 1:
+            raise ValueError("--episodes, --max-clicks and --cell-grid must be >= 1")
 
 
 class ClickAudit:
@@ -194,7 +195,8 @@ def main(argv: Optional[list[str]] = None) -> dict:
         if name not in built:
             built[name] = make_agent(name, seed=args.seed, model=args.model, search_k=args.search_k,
                                      prm_model=args.prm_model, prm_readout=args.prm_readout,
-                                     search_proposals=args.search_proposals, search_tie_margin=args.search_tie_margin)
+                                     search_proposals=args.search_proposals, search_tie_margin=args.search_tie_margin,
+                                     grid=args.cell_grid)
         cells.setdefault(name, {}).setdefault(env_id, {})[state] = run_cell(built[name], env_id, state, args)
     ref = args.agents[0]
     for name in args.agents[1:]:

@@ -43,3 +43,19 @@ def test_benchmark_writes_cells_and_ratios(tmp_path):
     assert len(oracle["miou_per_click"]) == 2 and oracle["gain"] > 0 and oracle["negative_in_fp"] in (None, 1.0)
     assert mllm["gain_ratio"] == pytest.approx(mllm["gain"] / oracle["gain"], abs=1e-3)
     assert result["reference"] == "oracle"
+
+
+def test_cell_oracle_runs_beside_the_oracle_and_a_bad_grid_is_refused(tmp_path, monkeypatch, capsys):
+    import agents.registry as registry
+
+    grids = []
+    build = registry._cell_oracle
+    monkeypatch.setitem(registry.AGENTS._factories, "cell-oracle", lambda **kw: grids.append(kw["grid"]) or build(**kw))
+    out = tmp_path / "c.json"
+    main(["--envs", "SegAgent-Shapes-v0", "--states", "points", "--agents", "oracle", "cell-oracle", "--cell-grid", "6",
+          "--episodes", "2", "--max-clicks", "2", "--out", str(out), "--no-progress"])
+    cell = json.loads(out.read_text())["cells"]["cell-oracle"]["SegAgent-Shapes-v0"]["points"]
+    assert grids == [6] and len(cell["miou_per_click"]) == 2 and "gain_ratio" in cell
+    with pytest.raises(SystemExit):
+        main(["--cell-grid", "0", "--out", str(out)])
+    assert "--cell-grid must be >= 1" in capsys.readouterr().err
