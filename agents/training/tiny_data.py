@@ -1,6 +1,6 @@
 """The tiny pointer VLM's training examples: observations labelled with one grid-cell action.
 
-Six kinds, each saved as ONE Hugging Face dataset (``datasets.load_from_disk(out)`` opens it):
+Seven kinds, each saved as ONE Hugging Face dataset (``datasets.load_from_disk(out)`` opens it):
 
 * ``"traces"`` (the shipped model's recipe, paper B.1): every kept step of a D_traj made by
   ``segagent traces`` (:mod:`agents.training.traces`: RITM-oracle clicks, positive and negative,
@@ -32,6 +32,12 @@ Six kinds, each saved as ONE Hugging Face dataset (``datasets.load_from_disk(out
   cell oracle's click, ``Finish`` once the IoU reaches ``finish_iou`` or nothing is left to fix,
   ``No Object Found`` on an empty target) and the true IoU. The policy's own mistakes are where
   pure imitation of oracle traces never goes (TOOLCHAIN.md: distribution shift).
+
+* ``"star_plus"`` (paper Alg. 1, StaR+; REFERENCE.md 3): the same policy episodes as ``"dagger"``,
+  but a policy click that raised the IoU (reward > 0) keeps its own label (its sign and the cell
+  it clicked, :func:`pixel_cell`); every other step (an IoU-lowering or no-gain click, ``Finish``,
+  ``No Object Found``, an invalid answer) is replaced by the oracle's answer from that state, as
+  ``"dagger"`` labels it. Merge it with the D_traj sets (``--data ... --mix``) to fine-tune.
 
 * ``"masks"`` (the PRM's data, paper E.1's construction on TRAIN items): per item
   ``masks_per_item`` masks from ``k`` random points inside the ground-truth box, labelled by GT
@@ -74,7 +80,7 @@ import numpy.typing as npt
 from .tiny_cells import CellOracle, cell_to_xy, deepest_cell, label_cell, pixel_cell, prep_image  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
-KINDS = ("first", "later", "traces", "dagger", "masks", "wrong_object")
+KINDS = ("first", "later", "traces", "dagger", "star_plus", "masks", "wrong_object")
 
 
 @dataclass
@@ -83,9 +89,9 @@ class TinyDataConfig:
 
     Attributes:
         out: folder the dataset is saved to (``save_to_disk``); empty: not saved.
-        kind: ``"first"``, ``"later"`` or ``"traces"`` (module docstring).
+        kind: one of :data:`KINDS` (module docstring).
         traces: the ``segagent traces`` folder of the ``"traces"`` kind (its env and split are used).
-        policy, finish_iou: the ``"dagger"`` kind's policy checkpoint, and the IoU from which the
+        policy, finish_iou: the ``"dagger"`` and ``"star_plus"`` kinds' policy checkpoint, and the IoU from which the
             oracle's label is ``Finish`` (the traces' ``target_iou``).
         partial: the ``"traces"`` kind may read an unfinished traces folder (its finished chunks).
         finish_keep: share of end steps kept by the ``"traces"`` kind (class balance).
@@ -137,8 +143,8 @@ class TinyDataConfig:
             raise ValueError(f"need 0 <= start <= stop, got start={self.start} stop={self.stop}")
         if self.later_labels not in ("oracle", "target"):
             raise ValueError(f"later_labels must be 'oracle' or 'target', got {self.later_labels!r}")
-        if self.kind == "dagger" and not self.policy:
-            raise ValueError("kind='dagger' needs --policy (a tiny checkpoint folder to roll out)")
+        if self.kind in ("dagger", "star_plus") and not self.policy:
+            raise ValueError(f"kind={self.kind!r} needs --policy (a tiny checkpoint folder to roll out)")
         if self.kind == "traces" and not self.traces:
             raise ValueError("kind='traces' needs --traces (a folder made by `segagent traces`)")
         if not 0.0 <= self.finish_keep <= 1.0:
@@ -221,7 +227,8 @@ class _SeesIoU:
 
 
 def dagger_examples(config: TinyDataConfig) -> list[dict]:
-    """Every state the policy ``config.policy`` visits, labelled by the oracle (module docstring)."""
+    """Every state the policy ``config.policy`` visits, labelled by the oracle (module docstring).
+    With ``config.kind == "star_plus"`` a policy click that raised the IoU keeps its own label."""
     from tqdm.auto import tqdm
 
     from agents.mllm.policy import MLLMPolicy, MLLMPolicyConfig
@@ -238,16 +245,36 @@ def dagger_examples(config: TinyDataConfig) -> list[dict]:
 
         def keep(obs_before: dict, record: Any, info_after: dict, i: int = i) -> None:
             mask = np.asarray(obs_before["mask"]) > 0
-            gt = R.resize_mask(np.asarray(info_after["gt_mask"], bool), mask.shape[0])
-            action, positive, cell = oracle_label(gt, mask, policy.iou, config.grid, config.finish_iou)
+            own = improving_click_label(record, mask.shape, config.grid) if config.kind == "star_plus" else None
+            if own is None:
+                gt = R.resize_mask(np.asarray(info_after["gt_mask"], bool), mask.shape[0])
+                action, positive, cell = oracle_label(gt, mask, policy.iou, config.grid, config.finish_iou)
+            else:
+                action, (positive, cell) = "click", own
             rows.append({"image": prep_image(np.asarray(obs_before["overlay"]), config.image_size),
                          "text": str(obs_before["text"]), "positive": positive, "cell": cell, "sample_index": i,
-                         "step": policy.steps - 1, "kind": "dagger", "action": action, "iou": policy.iou})
+                         "step": policy.steps - 1, "kind": config.kind, "action": action, "iou": policy.iou})
 
         run_episode(policy, envs[state], seed=int(config.seed * 100003 + i), index=i, on_step=keep)
     for env in envs.values():
         env.close()
     return rows
+
+
+def improving_click_label(record: Any, shape: tuple[int, int], grid: int) -> Optional[tuple[bool, int]]:
+    """StaR+'s filter: ``(positive, cell)`` of the click ``record`` holds (a
+    :class:`segenv.rollout.StepRecord`) when it raised the IoU (reward > 0), the cell of the clicked
+    pixel on an ``shape = (h, w)`` image; None for anything else (the oracle's answer replaces it)."""
+    from segenv.actions import Click, parse_action
+
+    if record.invalid or record.action is None or not record.reward > 0:
+        return None
+    action = parse_action(record.action)
+    if not isinstance(action, Click):
+        return None
+    h, w = shape
+    row, col = min(int(action.y * h), h - 1), min(int(action.x * w), w - 1)
+    return bool(action.positive), pixel_cell(row, col, h, w, grid)
 
 
 def mask_examples(config: TinyDataConfig) -> list[dict]:
@@ -386,7 +413,7 @@ def build_examples(config: TinyDataConfig):
     from agents.training.tiny_wrong_object import wrong_object_examples
 
     build = {"first": first_click_examples, "later": later_click_examples, "traces": trace_examples,
-             "dagger": dagger_examples, "masks": mask_examples, "wrong_object": wrong_object_examples}[config.kind]
+             "dagger": dagger_examples, "star_plus": dagger_examples, "masks": mask_examples, "wrong_object": wrong_object_examples}[config.kind]
     rows = build(config)
     if not rows:
         raise ValueError(
@@ -412,7 +439,7 @@ def main(argv: Optional[list[str]] = None) -> None:
 
 
 __all__ = ["CellOracle", "TinyDataConfig", "build_examples", "cell_to_xy", "dagger_examples", "deepest_cell",
-           "features", "first_click_examples", "label_cell", "labelled_observation", "later_click_examples", "mask_examples", "oracle_label", "pixel_cell",
+           "features", "first_click_examples", "improving_click_label", "label_cell", "labelled_observation", "later_click_examples", "mask_examples", "oracle_label", "pixel_cell",
            "prep_image", "trace_examples"]
 
 if __name__ == "__main__":

@@ -432,3 +432,30 @@ def test_dagger_examples_label_the_policys_own_states_with_the_oracle(tmp_path):
     assert action == "click" and positive is False  # the mask spills everywhere: remove background
     with pytest.raises(ValueError, match="needs --policy"):
         TinyDataConfig(kind="dagger")
+
+
+def test_star_plus_keeps_the_policys_improving_clicks_and_replaces_the_rest_with_the_oracle():
+    """StaR+ (REFERENCE.md 3): the same policy states as DAgger; a click with reward > 0 keeps its own
+    sign and cell, every other step takes the oracle's label."""
+    from agents.training.tiny_data import TinyDataConfig, build_examples, improving_click_label, pixel_cell
+    from segenv.rollout import StepRecord
+
+    def rec(action, reward, invalid=False):
+        return StepRecord(action=action, iou=0.5, reward=reward, invalid=invalid)
+
+    assert improving_click_label(rec([1, 0.3, 0.7, 0, 0], 0.1), (64, 64), 4) == (True, pixel_cell(44, 19, 64, 64, 4))
+    assert improving_click_label(rec([0, 0.9, 0.1, 0, 0], 0.02), (64, 64), 4) == (False, 3)  # row 0, col 3
+    assert improving_click_label(rec([1, 0.3, 0.7, 0, 0], -0.1), (64, 64), 4) is None  # lowered the IoU
+    assert improving_click_label(rec([1, 0.3, 0.7, 0, 0], 0.0), (64, 64), 4) is None  # changed nothing
+    assert improving_click_label(rec([3, 0, 0, 0, 0], 0.0), (64, 64), 4) is None  # Finish
+    assert improving_click_label(rec(None, 0.0, invalid=True), (64, 64), 4) is None
+
+    common = dict(policy=str(CHECKPOINT), stop=4, max_clicks=3, initial_states=["points"], progress=False)
+    dagger = build_examples(TinyDataConfig(kind="dagger", **common))
+    star = build_examples(TinyDataConfig(kind="star_plus", **common))
+    assert set(star["kind"]) == {"star_plus"}
+    assert star["iou"] == dagger["iou"] and star["sample_index"] == dagger["sample_index"]  # the same states
+    labels = lambda ds: list(zip(ds["action"], ds["positive"], ds["cell"]))  # noqa: E731
+    for own, oracle in zip(labels(star), labels(dagger)):
+        assert own == oracle or own[0] == "click"  # only a policy click may differ from the oracle's answer
+    assert labels(star) != labels(dagger)  # on these seeded episodes the policy made an improving click of its own
