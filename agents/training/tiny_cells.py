@@ -10,7 +10,7 @@ from typing import Any, Optional
 import numpy as np
 import numpy.typing as npt
 
-from segenv.actions import Click
+from segenv.actions import Click, parse_action
 from segenv.clicker import next_click, padded_distance
 from segenv.rollout import STOP
 
@@ -60,6 +60,20 @@ def prep_image(image: npt.NDArray[np.uint8], size: int) -> npt.NDArray[np.uint8]
     if image.shape[:2] == (size, size):
         return np.ascontiguousarray(image)
     return np.asarray(Image.fromarray(image).resize((size, size), Image.BICUBIC))
+
+
+def improving_click_label(record: Any, shape: tuple[int, int], grid: int) -> Optional[tuple[bool, int]]:
+    """StaR+'s filter: ``(positive, cell)`` of the click ``record`` holds (a
+    :class:`segenv.rollout.StepRecord`) when it raised the IoU (reward > 0), the cell of the clicked
+    pixel on an ``shape = (h, w)`` image; None for anything else (the oracle's answer replaces it)."""
+    if record.invalid or record.action is None or not record.reward > 0:
+        return None
+    action = parse_action(record.action)
+    if not isinstance(action, Click):
+        return None
+    h, w = shape
+    row, col = min(int(action.y * h), h - 1), min(int(action.x * w), w - 1)
+    return bool(action.positive), pixel_cell(row, col, h, w, grid)
 
 
 class CellOracle:

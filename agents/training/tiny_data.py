@@ -77,7 +77,8 @@ import numpy as np
 import numpy.typing as npt
 
 
-from .tiny_cells import CellOracle, cell_to_xy, deepest_cell, label_cell, pixel_cell, prep_image  # noqa: F401 (re-exported)
+from .tiny_cells import (CellOracle, cell_to_xy, deepest_cell, improving_click_label, label_cell,  # noqa: F401 (re-exported)
+                         pixel_cell, prep_image)
 
 log = logging.getLogger(__name__)
 KINDS = ("first", "later", "traces", "dagger", "star_plus", "masks", "wrong_object")
@@ -259,22 +260,6 @@ def dagger_examples(config: TinyDataConfig) -> list[dict]:
     for env in envs.values():
         env.close()
     return rows
-
-
-def improving_click_label(record: Any, shape: tuple[int, int], grid: int) -> Optional[tuple[bool, int]]:
-    """StaR+'s filter: ``(positive, cell)`` of the click ``record`` holds (a
-    :class:`segenv.rollout.StepRecord`) when it raised the IoU (reward > 0), the cell of the clicked
-    pixel on an ``shape = (h, w)`` image; None for anything else (the oracle's answer replaces it)."""
-    from segenv.actions import Click, parse_action
-
-    if record.invalid or record.action is None or not record.reward > 0:
-        return None
-    action = parse_action(record.action)
-    if not isinstance(action, Click):
-        return None
-    h, w = shape
-    row, col = min(int(action.y * h), h - 1), min(int(action.x * w), w - 1)
-    return bool(action.positive), pixel_cell(row, col, h, w, grid)
 
 
 def mask_examples(config: TinyDataConfig) -> list[dict]:
