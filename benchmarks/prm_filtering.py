@@ -219,7 +219,8 @@ def run(args: FilteringArgs, prm: Any = None) -> dict:
     n_items = len(env.unwrapped.dataset) if args.items == 0 else min(args.items, len(env.unwrapped.dataset))
     rows: list[dict] = []
     prm_seconds = 0.0
-    with tqdm(total=n_items * args.masks_per_item, desc=f"PRM filtering ({args.masks}) on {args.env}") as bar:
+    total = n_items * args.masks_per_item if args.masks == "points" else None  # wrong_object skips one-object items
+    with tqdm(total=total, desc=f"PRM filtering ({args.masks}) on {args.env}") as bar:
         for batch in _batches(MASK_SETS[args.masks][1](env, args), args.batch_size):
             t0 = time.perf_counter()
             scores = prm.score_many([obs for obs, _ in batch])
