@@ -5,7 +5,10 @@ LLaVA/Idefics3 layouts trained from scratch on this CPU learn the answer templat
 one constant answer; a *pointer readout* breaks that plateau. So:
 
 * **vision**: a small CNN (GroupNorm + GELU) on the 112 px image: stride-8 features (14x14) for
-  the pointer keys and stride-16 features (7x7 = 49 image tokens) for the transformer;
+  the pointer keys and stride-16 features (7x7 = 49 image tokens) for the transformer; with
+  ``loc_grid`` four times the image-token side (28 at 112 px) the keys are stride-4 cells and the
+  stride-4 features join them (a finer pointer at the same input size: thin false-positive
+  slivers are narrower than a stride-8 cell; docs/benchmarks.md, "The pointer grid's ceiling");
 * **language**: a word-level tokenizer; the chat template puts the caption *before* the image
   tokens, and the transformer uses prefix-LM attention (bidirectional over the prompt, causal over
   the answer), so image tokens are contextualised by the referring expression;
@@ -123,6 +126,12 @@ class TinySegConfig(PretrainedConfig):
     def num_image_tokens(self) -> int:
         return (self.image_size // self.patch_size) ** 2
 
+    @property
+    def pointer_stride(self) -> int:
+        """Pixels (of the model's input) per pointer cell: 8 (``loc_grid`` = 2x the image-token side)
+        or 4 (4x); any other grid is refused when the model is built."""
+        return self.image_size // self.loc_grid
+
 
 # ----------------------------------------------------------------------------- model
 def _conv(cin: int, cout: int, stride: int) -> nn.Sequential:
@@ -150,12 +159,13 @@ class TinyVision(nn.Module):
         g, b = gb.chunk(2, dim=-1)
         return x * (1 + g[:, :, None, None]) + b[:, :, None, None]
 
-    def forward(self, x: torch.Tensor, film: Optional[list] = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor, film: Optional[list] = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(f4, f8, f16)``: (B, C2, S/4, S/4), (B, C3, S/8, S/8), (B, D, S/16, S/16) for an S px image."""
         film = film or [None, None, None]
-        x = self._film(self.s4(self.s2(x)), film[0])
-        x = self._film(self.s8a(x), film[1])
+        f4 = self._film(self.s4(self.s2(x)), film[0])
+        x = self._film(self.s8a(f4), film[1])
         f8 = self._film(self.s8b(x), film[2])
-        return f8, self.s16(f8)
+        return f4, f8, self.s16(f8)
 
 
 class Block(nn.Module):
@@ -215,8 +225,9 @@ class TinySegForClicks(TinySegPreTrainedModel, GenerationMixin):
         d, g = config.hidden_size, config.loc_grid
         n_img = config.num_image_tokens
         side = config.image_size // config.patch_size
-        if side * 2 != g:
-            raise ValueError(f"loc_grid ({g}) must be twice the image-token side ({side}): keys are stride-8 cells")
+        if g not in (2 * side, 4 * side):
+            raise ValueError(f"loc_grid ({g}) must be 2x (stride-8 keys) or 4x (stride-4 keys) the image-token "
+                             f"side ({side} for image_size {config.image_size}): pick loc_grid {2 * side} or {4 * side}")
         self.vision = TinyVision(config)
         self.img_pos = nn.Parameter(torch.zeros(1, n_img, d))
         self.embed_tokens = nn.Embedding(config.vocab_size, d)
@@ -226,6 +237,8 @@ class TinySegForClicks(TinySegPreTrainedModel, GenerationMixin):
         self.lm_head = nn.Linear(d, config.vocab_size, bias=False)
         p = config.pointer_dim
         self.key8 = nn.Conv2d(config.cnn_channels[-1], p, 1)
+        if g == 4 * side:  # stride-4 keys; zero-initialised, so a warm start from a stride-8 grid
+            self.key4 = nn.Conv2d(config.cnn_channels[1], p, 1)  # begins as that grid upsampled
         self.key16 = nn.Linear(d, p)
         self.key_pos = nn.Parameter(torch.zeros(1, p, g, g))
         self.key_mix = nn.Sequential(nn.GELU(), nn.Conv2d(p, p, 3, 1, 1))
@@ -239,6 +252,9 @@ class TinySegForClicks(TinySegPreTrainedModel, GenerationMixin):
         with torch.no_grad():
             nn.init.normal_(self.img_pos, 0.0, 0.02)
             nn.init.normal_(self.key_pos, 0.0, 0.02)
+            if hasattr(self, "key4"):
+                nn.init.zeros_(self.key4.weight)
+                nn.init.zeros_(self.key4.bias)
             if config.film:
                 nn.init.zeros_(self.film_out.weight)
                 nn.init.zeros_(self.film_out.bias)
@@ -290,13 +306,23 @@ class TinySegForClicks(TinySegPreTrainedModel, GenerationMixin):
         allowed = allowed | torch.eye(t, dtype=torch.bool, device=dev)[None]  # no empty rows (padding)
         return allowed[:, None]  # (b, 1, t, t)
 
-    def pointer_logits(self, hidden: torch.Tensor, f8: torch.Tensor, img_hidden: torch.Tensor) -> torch.Tensor:
-        """(B, T, G*G) scaled dot products of the query at every position with the cell keys."""
+    def pointer_logits(self, hidden: torch.Tensor, f8: torch.Tensor, img_hidden: torch.Tensor,
+                       f4: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """(B, T, G*G) scaled dot products of the query at every position with the cell keys.
+
+        ``f8``: (B, C3, S/8, S/8) and ``img_hidden``: (B, N, D); ``f4`` (B, C2, S/4, S/4) is needed
+        on a stride-4 grid (``loc_grid`` = 4x the image-token side)."""
         b = hidden.shape[0]
         g = self.config.loc_grid
-        side = g // 2
+        side = int(math.isqrt(img_hidden.shape[1]))
         k16 = self.key16(img_hidden).transpose(1, 2).reshape(b, -1, side, side)
-        keys = self.key8(f8) + F.interpolate(k16, scale_factor=2, mode="nearest") + self.key_pos
+        keys = F.interpolate(k16, size=(g, g), mode="nearest")
+        k8 = self.key8(f8)
+        keys = keys + (k8 if k8.shape[-1] == g else F.interpolate(k8, size=(g, g), mode="nearest")) + self.key_pos
+        if hasattr(self, "key4"):
+            if f4 is None:
+                raise ValueError(f"a {g}x{g} pointer grid has stride-4 keys: pass the stride-4 features f4")
+            keys = keys + self.key4(f4)
         keys = self.key_mix(keys) + keys
         keys = keys.flatten(2)  # (B, P, G*G)
         q = self.query(hidden)  # (B, T, P)
@@ -320,12 +346,12 @@ class TinySegForClicks(TinySegPreTrainedModel, GenerationMixin):
         x = self.embed_tokens(input_ids) + self.embed_pos(pos)
         img_pos = input_ids == cfg.image_token_id
         n_img = cfg.num_image_tokens
-        f8 = None
+        f4 = f8 = None
         if pixel_values is not None:
             pixel_values = pixel_values.to(x.dtype)
             if pixel_values.shape[0] != b:
                 raise ValueError(f"expected one image per sequence, got {pixel_values.shape[0]} images for {b} sequences")
-            f8, f16 = self.vision(pixel_values, self._film_params(input_ids, x, attention_mask))
+            f4, f8, f16 = self.vision(pixel_values, self._film_params(input_ids, x, attention_mask))
             img_tok = f16.flatten(2).transpose(1, 2) + self.img_pos  # (B, N, D)
             counts = img_pos.sum(1)
             if not bool((counts == n_img).all()):
@@ -340,7 +366,7 @@ class TinySegForClicks(TinySegPreTrainedModel, GenerationMixin):
         off = cfg.loc_token_offset
         if f8 is not None:
             img_h = h[img_pos].view(b, n_img, -1)
-            ptr = self.pointer_logits(h, f8, img_h)
+            ptr = self.pointer_logits(h, f8, img_h, f4)
             logits = torch.cat([logits[..., :off], ptr.to(logits.dtype), logits[..., off + g2:]], dim=-1)
         else:  # no image: location tokens cannot be chosen
             logits[..., off:off + g2] = torch.finfo(logits.dtype).min

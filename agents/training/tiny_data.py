@@ -69,7 +69,9 @@ observed mask, the ``Current IOU`` target). Run::
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -382,6 +384,19 @@ def trace_examples(config: TinyDataConfig) -> list[dict]:
     return rows
 
 
+EXAMPLES_META = "segagent_tiny_data.json"  # beside the saved examples: kind, label grid, items
+
+
+def example_grid(folder: str) -> int:
+    """The label grid of the examples saved in ``folder`` (folders written before the grid was
+    recorded were all labelled on the 14x14 grid)."""
+    path = os.path.join(folder, EXAMPLES_META)
+    if not os.path.exists(path):
+        return 14
+    with open(path) as f:
+        return int(json.load(f)["grid"])
+
+
 def features():
     """The ``datasets.Features`` of the examples."""
     from datasets import Features, Image, Value
@@ -409,6 +424,9 @@ def build_examples(config: TinyDataConfig):
     ds = Dataset.from_dict({k: [r[k] for r in rows] for k in feats}, features=feats)
     if config.out:
         ds.save_to_disk(config.out)
+        with open(os.path.join(config.out, EXAMPLES_META), "w") as f:
+            json.dump({"kind": config.kind, "grid": config.grid, "env_id": config.env_id, "split": config.split,
+                       "start": config.start, "stop": config.stop, "examples": len(ds)}, f, indent=1)
         log.info("%d %s-click examples -> %s", len(ds), config.kind, config.out)
     return ds
 
@@ -423,7 +441,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     build_examples(config)
 
 
-__all__ = ["CellOracle", "TinyDataConfig", "build_examples", "cell_to_xy", "dagger_examples", "deepest_cell",
+__all__ = ["CellOracle", "EXAMPLES_META", "TinyDataConfig", "build_examples", "cell_to_xy", "dagger_examples", "deepest_cell", "example_grid",
            "features", "first_click_examples", "improving_click_label", "label_cell", "labelled_observation", "later_click_examples", "mask_examples", "oracle_label", "pixel_cell",
            "prep_image", "trace_examples"]
 

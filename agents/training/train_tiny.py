@@ -179,15 +179,47 @@ def sft_rows(examples: Any, grid: int, flip: bool = False, seed: int = 0, iou_li
     return examples.with_transform(transform)
 
 
-def warm_start(model: Any, path: str) -> dict:
-    """Copy the weights of the checkpoint at ``path`` into ``model`` where name and shape match;
-    token tables (``embed_tokens``, ``lm_head``) are copied row by row for the token ids both
-    vocabularies share (the tiny tokenizer only appends tokens). Returns counts of what was copied."""
+def token_row_map(dst_vocab: dict[str, int], src_vocab: dict[str, int]) -> dict[int, int]:
+    """``{dst id: src id}``: the source row each destination token starts from.
+
+    Tokens both vocabularies hold map by their text. A ``<loc_k>`` of a different pointer grid maps
+    to the source cell that contains its cell's centre (a 28x28 grid starts as the 14x14 one
+    upsampled); other new tokens have no source row."""
+    def grid_of(vocab: dict[str, int]) -> int:
+        n = sum(1 for t in vocab if t.startswith("<loc_") and t.endswith(">"))
+        g = int(round(n ** 0.5))
+        return g if g * g == n else 0
+
+    rows = {d: src_vocab[t] for t, d in dst_vocab.items() if t in src_vocab}
+    gd, gs = grid_of(dst_vocab), grid_of(src_vocab)
+    if gd and gs and gd != gs:
+        for k in range(gd * gd):
+            r, c = divmod(k, gd)
+            sr, sc = int((r + 0.5) * gs / gd), int((c + 0.5) * gs / gd)
+            rows[dst_vocab[f"<loc_{k}>"]] = src_vocab[f"<loc_{sr * gs + sc}>"]
+    return rows
+
+
+def warm_start(model: Any, path: str, tokenizer: Any = None) -> dict:
+    """Copy the weights of the checkpoint at ``path`` into ``model`` where name and shape match.
+
+    Token tables (``embed_tokens``, ``lm_head``) are copied row by row: by token text when
+    ``tokenizer`` (the new model's) is given and ``path`` holds a tokenizer (:func:`token_row_map`,
+    so a different pointer grid, whose ``<loc_k>`` tokens shift every later id, still lines up),
+    else by id for the ids both vocabularies share (the tiny tokenizer only appends tokens). The
+    pointer's position embedding ``key_pos`` of another grid is resized (nearest). Returns counts
+    of what was copied."""
     import torch
+    import torch.nn.functional as F
     from safetensors.torch import load_file
 
     src = load_file(os.path.join(path, "model.safetensors"))
     own = model.state_dict()
+    rows = None
+    if tokenizer is not None and os.path.exists(os.path.join(path, "tokenizer.json")):
+        from transformers import PreTrainedTokenizerFast
+
+        rows = token_row_map(tokenizer.get_vocab(), PreTrainedTokenizerFast.from_pretrained(path).get_vocab())
     copied, partial, skipped = 0, 0, []
     with torch.no_grad():
         for name, value in src.items():
@@ -195,13 +227,22 @@ def warm_start(model: Any, path: str) -> dict:
                 skipped.append(name)
                 continue
             dst = own[name]
-            if dst.shape == value.shape:
+            if name.split(".")[0] in ("embed_tokens", "lm_head") and dst.ndim == 2 and dst.shape[1] == value.shape[1] \
+                    and (rows is not None or dst.shape != value.shape):
+                if rows is not None:
+                    pairs = [(d, s) for d, s in rows.items() if d < dst.shape[0] and s < value.shape[0]]
+                    d_ids, s_ids = (torch.tensor(x) for x in zip(*pairs))
+                    dst[d_ids] = value[s_ids].to(dst.dtype)
+                else:
+                    n = min(dst.shape[0], value.shape[0])
+                    dst[:n].copy_(value[:n].to(dst.dtype))
+                partial += 1
+            elif dst.shape == value.shape:
                 dst.copy_(value.to(dst.dtype))
                 copied += 1
-            elif dst.ndim == 2 and dst.shape[1] == value.shape[1] and name.split(".")[0] in ("embed_tokens", "lm_head"):
-                n = min(dst.shape[0], value.shape[0])
-                dst[:n].copy_(value[:n].to(dst.dtype))
-                partial += 1
+            elif name == "key_pos" and dst.ndim == 4 and dst.shape[:2] == value.shape[:2]:
+                dst.copy_(F.interpolate(value.float(), size=dst.shape[-2:], mode="nearest").to(dst.dtype))
+                copied += 1
             else:
                 skipped.append(name)
     if skipped:
@@ -370,6 +411,19 @@ def _callback(config: TinyTrainConfig, processor: Any, history: dict):
     return TinyRun()
 
 
+def check_example_grids(folders: list[str], grid: int) -> None:
+    """Refuse example folders labelled on another grid than the model's pointer: a cell index means
+    a different place on another grid, so training on them would be silently wrong."""
+    from .tiny_data import example_grid
+
+    wrong = {f: example_grid(f) for f in folders if example_grid(f) != grid}
+    if wrong:
+        raise ValueError(f"examples labelled on another grid than the model's {grid}x{grid} pointer: "
+                         + ", ".join(f"{f} ({g}x{g})" for f, g in wrong.items())
+                         + f"; rebuild them with `python -m agents.training.tiny_data ... --grid {grid}` "
+                         f"or train with --loc_grid matching them")
+
+
 def train(config: TinyTrainConfig) -> dict:
     """Train as the module docstring says; return the history (``train`` losses, ``eval`` results)."""
     import torch
@@ -381,9 +435,10 @@ def train(config: TinyTrainConfig) -> dict:
 
     torch.set_num_threads(config.threads)
     model, processor = build_tiny_vlm(None, seed=config.seed, **config.model_kwargs())
-    warm = warm_start(model, config.init_from) if config.init_from else None
+    warm = warm_start(model, config.init_from, processor.tokenizer) if config.init_from else None
     model.float().train()
     folders, shares = config.sources()
+    check_example_grids(folders, model.config.loc_grid)
     parts = [load_from_disk(f) for f in folders]
     keep = [k for k, p in enumerate(parts) if len(p) and shares[k] > 0]
     parts, shares = [parts[k] for k in keep], [shares[k] / sum(shares[k] for k in keep) for k in keep]
@@ -417,7 +472,8 @@ def main(argv: Optional[list[str]] = None) -> None:
     train(config)
 
 
-__all__ = ["TinyTrainConfig", "evaluate", "flip_example", "save_checkpoint", "sft_rows", "train"]
+__all__ = ["TinyTrainConfig", "evaluate", "flip_example", "save_checkpoint", "check_example_grids", "sft_rows", "token_row_map", "train",
+           "warm_start"]
 
 if __name__ == "__main__":
     main()

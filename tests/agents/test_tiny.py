@@ -96,11 +96,56 @@ def test_pointer_logits_shape(loaded):
     assert out.logits.shape == (b, t, model.config.vocab_size)
     g2 = model.config.loc_grid ** 2
     with torch.no_grad():
-        f8, f16 = model.vision(inputs["pixel_values"])
+        f4, f8, f16 = model.vision(inputs["pixel_values"])
         h = torch.randn(b, t, model.config.hidden_size)
         ptr = model.pointer_logits(h, f8, torch.randn(b, model.config.num_image_tokens, model.config.hidden_size))
-    assert f8.shape[-2:] == (14, 14) and f16.shape[-2:] == (7, 7)
+    assert f4.shape[-2:] == (28, 28) and f8.shape[-2:] == (14, 14) and f16.shape[-2:] == (7, 7)
     assert ptr.shape == (b, t, g2)
+
+
+def test_a_grid_the_keys_cannot_serve_is_refused():
+    with pytest.raises(ValueError, match="loc_grid 14 or 28"):
+        build_tiny_vlm(None, **{**SMALL, "loc_grid": 20})
+
+
+def test_token_row_map_lines_up_shared_tokens_and_maps_a_finer_grid_to_its_parent_cells():
+    from agents.training.train_tiny import token_row_map
+
+    src = {"<s>": 0, "<loc_0>": 1, "<loc_1>": 2, "<loc_2>": 3, "<loc_3>": 4, "Finish": 5}  # 2x2 grid
+    dst = {"<s>": 0, **{f"<loc_{k}>": 1 + k for k in range(16)}, "Finish": 17, "new": 18}  # 4x4 grid
+    rows = token_row_map(dst, src)
+    assert rows[0] == 0 and rows[17] == 5 and 18 not in rows
+    # 4x4 cell (row 1, col 2) has its centre in 2x2 cell (0, 1); (3, 0) in (1, 0)
+    assert rows[1 + 1 * 4 + 2] == src["<loc_1>"] and rows[1 + 3 * 4 + 0] == src["<loc_2>"]
+
+
+def test_a_28x28_pointer_warm_started_from_a_14x14_one_keeps_its_iou_head_and_reads_stride_4_cells(saved):
+    """The stride-4 grid: 784 loc tokens; a warm start from the 14x14 checkpoint lines the token rows
+    up by text (every IoU / end token id shifts by 588), so the stated IoU is unchanged."""
+    from agents.training.train_tiny import warm_start
+
+    src_proc = AutoProcessor.from_pretrained(saved)
+    src = AutoModelForImageTextToText.from_pretrained(saved).float().eval()
+    model, proc = build_tiny_vlm(None, seed=1, **{**SMALL, "loc_grid": 28})
+    counts = warm_start(model, saved, proc.tokenizer)
+    model.eval()
+    assert counts["skipped"] == 0 and hasattr(model, "key4")
+    overlay = np.random.default_rng(0).integers(0, 255, (224, 224, 3), dtype=np.uint8)
+    a, b = _inputs(src_proc, overlay, "the red circle"), _inputs(proc, overlay, "the red circle")
+    assert torch.equal(a["input_ids"], b["input_ids"])  # the prompt's words keep their ids
+    with torch.no_grad():
+        la, lb = src(**a).logits[0, -1], model(**b).logits[0, -1]
+    iou_a, iou_b = (m.config.iou_token_offset for m in (src, model))
+    assert iou_b - iou_a == 28 * 28 - 14 * 14
+    assert torch.allclose(la[iou_a:iou_a + 101], lb[iou_b:iou_b + 101], atol=1e-5)
+    assert lb[model.config.loc_token_offset:model.config.loc_token_offset + 784].isfinite().all()
+    assert model.config.pointer_stride == 4 and src.config.pointer_stride == 8
+    saved28 = str(Path(saved).parent / "tiny28")
+    model.save_pretrained(saved28)
+    proc.save_pretrained(saved28)
+    again = AutoModelForImageTextToText.from_pretrained(saved28).float().eval()
+    with torch.no_grad():
+        assert torch.allclose(again(**b).logits, model(**b).logits, atol=1e-2)  # fp32 -> saved -> loaded
 
 
 def test_train_tiny_few_steps_lower_the_loss_and_evaluate_through_the_harness(tmp_path):
@@ -124,6 +169,24 @@ def test_train_tiny_few_steps_lower_the_loss_and_evaluate_through_the_harness(tm
     model = AutoModelForImageTextToText.from_pretrained(config.out)  # the best (here: only) checkpoint
     assert type(model).__name__ == "TinySegForClicks" and model.config.hidden_size == 32
     assert (Path(config.out) / "training_history.json").exists() and (Path(config.out) / "learning_curve.png").exists()
+
+
+def test_training_refuses_examples_labelled_on_another_grid(tmp_path):
+    """A cell index means another place on another grid: a 14x14-labelled folder cannot train a 28x28 pointer."""
+    import json
+
+    from agents.training.tiny_data import EXAMPLES_META, TinyDataConfig, build_examples, example_grid
+    from agents.training.train_tiny import TinyTrainConfig, train
+
+    build_examples(TinyDataConfig(out=str(tmp_path / "first"), kind="first", stop=3, progress=False))
+    meta = json.loads((tmp_path / "first" / EXAMPLES_META).read_text())
+    assert meta["grid"] == 14 and meta["examples"] == 3 and example_grid(str(tmp_path / "first")) == 14
+    small = {k: (list(v) if isinstance(v, tuple) else v) for k, v in {**SMALL, "loc_grid": 28}.items()}
+    config = TinyTrainConfig(out=str(tmp_path / "run"), first_data=str(tmp_path / "first"), max_steps=2, batch_size=2,
+                             eval_episodes=0, threads=1, **small)
+    with pytest.raises(ValueError, match=r"first \(14x14\).*--grid 28"):
+        train(config)
+    assert not (tmp_path / "run").exists()
 
 
 def test_first_examples_answer_no_object_on_items_that_name_an_absent_object():
