@@ -59,7 +59,7 @@ class RefinementArgs:
     prm_readout: str = arg("greedy", "tree: greedy, median or mean (agents/prm.py)")
     search_proposals: str = arg("sample", "tree: sample or beam")
     search_tie_margin: float = arg(0.0, "tree: take the most likely candidate within this of the best")
-    cell_grid: int = arg(14, "cell-oracle: the pointer grid it clicks the centres of (the tiny model's is 14)")
+    cell_grid: int = arg(14, "cell-oracle: the pointer grid it clicks the centres of (the shipped tiny model's is 14)")
     split: str = arg("test", "dataset split")
     episodes: int = arg(100, "items per cell (the first N of the split)")
     max_clicks: int = arg(5, "clicks per episode")

@@ -24,10 +24,15 @@ SMALL = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, interme
              cnn_channels=(8, 8, 16), loc_grid=14, image_size=112)
 ROOT = Path(__file__).resolve().parents[2]
 CHECKPOINT = ROOT / "agents" / "mllm" / "checkpoints" / "tiny"
+CHECKPOINT28 = ROOT / "agents" / "mllm" / "checkpoints" / "tiny28"  # the 28x28-pointer variant (docs/tiny_vlm.md)
 # the shipped checkpoint's greedy answers on the empty-mask observations (224 px) of test items
 # 0..5: pinned so that refactoring the model code cannot change them
 SHIPPED_ANSWERS = {i: f"Current IOU: 0\nPositive point: <loc_{k}>" for i, k in
                    {0: 80, 1: 78, 2: 146, 3: 43, 4: 109, 5: 131}.items()}
+SHIPPED28_ANSWERS = {i: f"Current IOU: 0\nPositive point: <loc_{k}>" for i, k in
+                     {0: 328, 1: 325, 2: 573, 3: 199, 4: 443, 5: 541}.items()}
+SHIPPED = pytest.mark.parametrize("checkpoint, answers", [(CHECKPOINT, SHIPPED_ANSWERS), (CHECKPOINT28, SHIPPED28_ANSWERS)],
+                                  ids=["tiny", "tiny28"])
 ANSWER = re.compile(r"^Current IOU: (\d+)\n(?:(Positive|Negative) point: <loc_(\d+)>|Finish|No Object Found)$")
 
 
@@ -331,19 +336,20 @@ def test_auto_classes_load_the_checkpoint_after_import_agents():
     assert proc.stdout.split() == ["TinySegConfig", "LlavaProcessor", "TinySegForClicks", "True"]
 
 
-@pytest.mark.skipif(not (CHECKPOINT / "config.json").exists(), reason="no shipped checkpoint")
-def test_shipped_checkpoint_clicks():
+@SHIPPED
+def test_shipped_checkpoint_clicks(checkpoint, answers):
     import gymnasium as gym
 
     import segenv  # noqa: F401
 
-    processor = AutoProcessor.from_pretrained(CHECKPOINT)
-    model = AutoModelForImageTextToText.from_pretrained(CHECKPOINT)
-    size = sum(f.stat().st_size for f in CHECKPOINT.iterdir() if f.is_file())
+    processor = AutoProcessor.from_pretrained(checkpoint)
+    model = AutoModelForImageTextToText.from_pretrained(checkpoint)
+    size = sum(f.stat().st_size for f in checkpoint.iterdir() if f.is_file())
     assert size < 20e6
     assert model.config.segagent_iou_line  # SegAgent's answer: the Current IOU line, then the action
+    assert model.config.segagent_loc_grid == {CHECKPOINT: 14, CHECKPOINT28: 28}[checkpoint]
     env = gym.make("SegAgent-Shapes-v0", split="test", max_clicks=5, image_size=224)
-    for index, answer in SHIPPED_ANSWERS.items():
+    for index, answer in answers.items():
         obs, _ = env.reset(seed=index, options={"index": index})
         inputs = _inputs(processor, obs["image"], obs["text"])
         out = model.generate(**inputs, max_new_tokens=5, do_sample=False)
@@ -352,8 +358,8 @@ def test_shipped_checkpoint_clicks():
         assert text == answer, index
 
 
-@pytest.mark.skipif(not (CHECKPOINT / "config.json").exists(), reason="no shipped checkpoint")
-def test_shipped_checkpoint_removes_a_spill_with_negative_clicks():
+@SHIPPED
+def test_shipped_checkpoint_removes_a_spill_with_negative_clicks(checkpoint, answers):
     """#13: on masks that spill over the background (the ground truth dilated by 12 px), the shipped
     policy answers negative clicks, in the false-positive region. (It also answers Finish on some of
     these uniformly grown masks, which clicknet never makes: docs/tiny_vlm.md, limits.)"""
@@ -365,7 +371,7 @@ def test_shipped_checkpoint_removes_a_spill_with_negative_clicks():
     from segenv import render as R
     from segenv.actions import Click
 
-    policy = MLLMPolicy(MLLMPolicyConfig(model_path=str(CHECKPOINT)))
+    policy = MLLMPolicy(MLLMPolicyConfig(model_path=str(checkpoint)))
     env = gym.make("SegAgent-Shapes-v0", split="test", image_size=224)
     negatives, in_fp = 0, 0
     for index in range(12):
