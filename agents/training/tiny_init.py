@@ -66,6 +66,9 @@ def warm_start(model: Any, path: str, tokenizer: Any = None) -> dict:
                     and (rows is not None or dst.shape != value.shape):
                 if rows is not None:
                     pairs = [(d, s) for d, s in rows.items() if d < dst.shape[0] and s < value.shape[0]]
+                    if not pairs:  # no token in common: nothing to copy
+                        skipped.append(name)
+                        continue
                     d_ids, s_ids = (torch.tensor(x) for x in zip(*pairs))
                     dst[d_ids] = value[s_ids].to(dst.dtype)
                 else:
@@ -90,7 +93,8 @@ def check_example_grids(folders: list[str], grid: int) -> None:
     a different place on another grid, so training on them would be silently wrong."""
     from .tiny_data import example_grid
 
-    wrong = {f: example_grid(f) for f in folders if example_grid(f) != grid}
+    grids = {f: example_grid(f) for f in folders}
+    wrong = {f: g for f, g in grids.items() if g != grid}
     if wrong:
         raise ValueError(f"examples labelled on another grid than the model's {grid}x{grid} pointer: "
                          + ", ".join(f"{f} ({g}x{g})" for f, g in wrong.items())
