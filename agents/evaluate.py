@@ -78,6 +78,9 @@ class EvalArgs:
     end_actions: bool = arg(True, "mllm: no Finish / No Object Found answers (banned in decoding): a fixed click budget")
     no_object_bias: float = arg(0.0, "mllm: a logit bias added to the first token of 'No Object Found' where an "
                                 "action may begin (a decision threshold, issue #21); 0 = the model as trained")
+    iou_readout: Literal["greedy", "median", "mean"] = arg(
+        "greedy", "mllm: how the policy writes its 'Current IOU' number before the action: the top bin (as SegAgent "
+        "decodes), or the median / mean of its distribution over the value tokens (agents/mllm/iou_readout.py)")
     finish_iou: Optional[float] = arg(None, "oracle: answer Finish once the IoU reaches this (unset: only when "
                                       "nothing is left to fix, so it uses its whole budget as RITM's protocol)")
     search_k: int = arg(4, "tree: candidate clicks per step (the greedy one included), scored by the PRM in one batch")
@@ -175,7 +178,7 @@ def make_env(args: EvalArgs, render: bool = False) -> gym.Env:
 
 # the arguments that decide what a run's episodes are: --resume refuses a run whose values differ
 RUN_IDENTITY = ("agent", "env", "split", "seed", "max_clicks", "segmenter", "model", "temperature", "end_actions", "dtype", "finish_iou",
-                "overlay_format", "no_object_bias", "search_k", "search_margin", "search_stop", "prm_model", "prm_readout", "search_proposals", "search_tie_margin",
+                "overlay_format", "no_object_bias", "iou_readout", "search_k", "search_margin", "search_stop", "prm_model", "prm_readout", "search_proposals", "search_tie_margin",
                 "initial_state", "text_segmenter", "box_step", "image_size", "target_iou", "data_root", "score", "limit",
                 "empty_targets", "protocol")
 
@@ -255,7 +258,7 @@ def evaluate(args: EvalArgs) -> dict:
     out.parent.mkdir(parents=True, exist_ok=True)
     agent = make_agent(args.agent, seed=args.seed, model=args.model, temperature=args.temperature,
                        allow_end=args.end_actions, dtype=args.dtype, overlay_format=args.overlay_format,
-                       no_object_bias=args.no_object_bias,
+                       no_object_bias=args.no_object_bias, iou_readout=args.iou_readout,
                        trust_remote_code=args.trust_remote_code, finish_iou=args.finish_iou,
                        text_segmenter=args.text_segmenter, search_k=args.search_k, search_margin=args.search_margin,
                        search_stop=args.search_stop, prm_model=args.prm_model, prm_readout=args.prm_readout,

@@ -79,9 +79,11 @@ def _scripted(seed: int = 0, **_: Any):
 
 @register_agent("mllm")
 def _mllm(model: "str | None" = None, temperature: float = 0.0, allow_end: bool = True, dtype: str = "auto",
-          overlay_format: str = "png", trust_remote_code: bool = False, no_object_bias: float = 0.0, **_: Any):
-    """An image-text-to-text checkpoint (default: the shipped tiny model); ``no_object_bias`` is
-    :attr:`agents.mllm.policy.MLLMPolicyConfig.no_object_bias` (``--no-object-bias``, issue #21)."""
+          overlay_format: str = "png", trust_remote_code: bool = False, no_object_bias: float = 0.0,
+          iou_readout: str = "greedy", **_: Any):
+    """An image-text-to-text checkpoint (default: the shipped tiny model); ``no_object_bias`` and
+    ``iou_readout`` are :class:`agents.mllm.policy.MLLMPolicyConfig`'s (``--no-object-bias``, issue #21;
+    ``--iou-readout``)."""
     from .mllm.policy import MLLMPolicy, MLLMPolicyConfig, check_no_object_bias
     from .mllm.qwen_vl_chat import QwenVLChatConfig, QwenVLChatPolicy, needs_remote_code
 
@@ -92,10 +94,12 @@ def _mllm(model: "str | None" = None, temperature: float = 0.0, allow_end: bool 
             raise ValueError("the Qwen-VL-Chat loop decodes greedily, as SegAgent's released evaluation")
         if no_object_bias != 0.0:
             raise ValueError("--no-object-bias is not supported by the Qwen-VL-Chat loop (its own generate)")
+        if iou_readout != "greedy":
+            raise ValueError("--iou-readout is not supported by the Qwen-VL-Chat loop (its own generate)")
         return QwenVLChatPolicy(QwenVLChatConfig(model_path=path, trust_remote_code=trust_remote_code, dtype=dtype))
     return MLLMPolicy(MLLMPolicyConfig(model_path=path, do_sample=temperature > 0, temperature=temperature or 1.0,
                                        allow_end=allow_end, dtype=dtype, overlay_format=overlay_format,
-                                       no_object_bias=no_object_bias))
+                                       no_object_bias=no_object_bias, iou_readout=iou_readout))
 
 
 @register_agent("tree")

@@ -54,6 +54,7 @@ class RefinementArgs:
     states: list[str] = arg(list(STATES), "initial states (empty, box, points)")
     agents: list[str] = arg(["oracle", "mllm"], "agents; the first is the reference")
     model: Optional[str] = arg(None, "mllm: a local checkpoint folder (default: the shipped tiny model)")
+    iou_readout: str = arg("greedy", "mllm: how the policy writes its IoU number (greedy, median or mean; agents/mllm/iou_readout.py)")
     search_k: int = arg(4, "tree: candidates per step")
     prm_model: Optional[str] = arg(None, "tree: a separate reward-model checkpoint (default: the policy's own line)")
     prm_readout: str = arg("greedy", "tree: greedy, median or mean (agents/prm.py)")
@@ -196,7 +197,7 @@ def main(argv: Optional[list[str]] = None) -> dict:
             built[name] = make_agent(name, seed=args.seed, model=args.model, search_k=args.search_k,
                                      prm_model=args.prm_model, prm_readout=args.prm_readout,
                                      search_proposals=args.search_proposals, search_tie_margin=args.search_tie_margin,
-                                     grid=args.cell_grid)
+                                     grid=args.cell_grid, iou_readout=args.iou_readout)
         cells.setdefault(name, {}).setdefault(env_id, {})[state] = run_cell(built[name], env_id, state, args)
     ref = args.agents[0]
     for name in args.agents[1:]:

@@ -28,6 +28,7 @@ import numpy as np
 from segenv.actions import BoxPrompt, Click, end_action_name
 from segenv.device import resolve_device_dtype as _resolve_device_dtype
 
+from .iou_readout import _iou_readout_processor_class, check_iou_readout
 from .no_object import _no_object_processor_class, _no_object_token_id, check_no_object_bias  # noqa: F401 (re-exported)
 from .proposals import PROPOSAL_METHODS, beam_proposals
 from .prompt import PROMPT_STYLES, ActionFormat, ParsedAction, build_prompt, parse_action_text
@@ -129,6 +130,11 @@ class MLLMPolicyConfig:
             ``No Object Found`` exactly where :meth:`MLLMPolicy.no_object_margin` ``+ bias > 0``,
             so the bias can be calibrated on a val split without retraining. 0.0 (the default)
             adds no logits processor at all: the outputs are those of the model as trained.
+        iou_readout: how the ``Current IOU`` number is written (:mod:`agents.mllm.iou_readout`):
+            ``"greedy"`` (the default, the top bin, as SegAgent decodes) or the ``"median"`` /
+            ``"mean"`` of the model's distribution over the value tokens; the action is decoded
+            after that number. Needs one token per IoU value (the tiny model); beam proposals
+            (:mod:`agents.mllm.proposals`) keep the greedy line.
     """
 
     model_path: str
@@ -144,9 +150,11 @@ class MLLMPolicyConfig:
     allow_end: bool = True
     overlay_format: str = "png"
     no_object_bias: float = 0.0
+    iou_readout: str = "greedy"
 
     def __post_init__(self) -> None:
         self.no_object_bias = check_no_object_bias(self.no_object_bias)
+        self.iou_readout = check_iou_readout(self.iou_readout)
         if self.overlay_format not in ("png", "jpeg"):
             raise ValueError(f"overlay_format must be 'png' or 'jpeg', got {self.overlay_format!r}")
         if self.prompt_style is not None and self.prompt_style not in PROMPT_STYLES:
@@ -189,6 +197,7 @@ class MLLMPolicy:
         self._banned = None if config.allow_end else self._end_answer_ids()
         # resolved now so that a tokenizer that cannot write the answer fails at construction
         self._no_object_id = _no_object_token_id(self.tokenizer) if config.no_object_bias != 0.0 else None
+        self._iou_value_tokens = self._check_iou_readout()
         self.last_output: Optional[str] = None
         self.last_parsed: Optional[ParsedAction] = None
         self.last_iou: Optional[float] = None
@@ -294,8 +303,11 @@ class MLLMPolicy:
         do_sample = self.config.do_sample if do_sample is None else do_sample
         inputs = self.build_inputs(obs)
         kwargs = self._generate_kwargs(n, do_sample)
+        processors = self._iou_processors(inputs)
         if self._no_object_id is not None:
-            kwargs["logits_processor"] = [self._no_object_processor(inputs, self.config.no_object_bias)]
+            processors.append(self._no_object_processor(inputs, self.config.no_object_bias))
+        if processors:
+            kwargs["logits_processor"] = processors
         with torch.inference_mode():
             out = self.model.generate(**inputs, **kwargs)
         prompt_len = inputs["input_ids"].shape[1]
@@ -324,9 +336,29 @@ class MLLMPolicy:
 
         kwargs = self._generate_kwargs(1, False)
         with torch.inference_mode():
-            self.model.generate(**inputs, **kwargs, logits_processor=[processor], stopping_criteria=[_Recorded()])
+            self.model.generate(**inputs, **kwargs, logits_processor=[*self._iou_processors(inputs), processor],
+                                stopping_criteria=[_Recorded()])
         margin = processor.margins[0] if processor.margins else None
         return float("nan") if margin is None else margin
+
+    def _check_iou_readout(self) -> Optional[dict[int, int]]:
+        """The value tokens (id -> IoU) for ``iou_readout``, None for ``"greedy"``; a clear error
+        where the answer has no IoU line or the tokenizer no token per value."""
+        if self.config.iou_readout == "greedy":
+            return None
+        if not self.action_format.iou_line:
+            raise ValueError(f"iou_readout={self.config.iou_readout!r} needs answers with a 'Current IOU' line; "
+                             "this action format has none (use iou_readout='greedy')")
+        from ..prm import iou_value_tokens
+
+        return iou_value_tokens(self.tokenizer)
+
+    def _iou_processors(self, inputs: dict) -> list:
+        """``[IouReadout]`` for a non-greedy ``iou_readout``, else ``[]``."""
+        if self._iou_value_tokens is None:
+            return []
+        return [_iou_readout_processor_class()(self._iou_value_tokens, self.config.iou_readout,
+                                               inputs["input_ids"].shape[1])]
 
     def _no_object_processor(self, inputs: dict, bias: float, token_id: Optional[int] = None) -> Any:
         token_id = self._no_object_id if token_id is None else token_id

@@ -237,3 +237,50 @@ def test_median_readout_is_the_median_of_the_first_answer_token_distribution():
     assert read == pytest.approx(by_hand, abs=1e-6)
     assert median.last_texts == greedy.last_texts  # the answers themselves are unchanged
     assert not np.allclose(read, stated)  # the readout is a different number, not the stated one
+
+
+def test_policy_iou_readout_writes_the_median_and_the_action_follows_it():
+    """MLLMPolicyConfig.iou_readout='median': the number the policy writes is the PRM's median of
+    the same observation (one token per value), the greedy policy writes the argmax, and the action
+    is decoded after the written number. Pinned case: Shapes test item 73 after tiny28's first click
+    (a mask spilling over a second shape, true IoU 0.44): greedy states 99 and answers Finish, the
+    median reads 91 and the policy clicks negative instead."""
+    pytest.importorskip("transformers")
+    from agents.mllm.policy import MLLMPolicy, MLLMPolicyConfig
+    from agents.registry import DEFAULT_TINY_CHECKPOINT
+    from segenv.actions import Click, Finish
+
+    path = str(DEFAULT_TINY_CHECKPOINT.parent / "tiny28")
+    greedy = MLLMPolicy(MLLMPolicyConfig(model_path=path, device="cpu"))
+    median = MLLMPolicy(MLLMPolicyConfig(model_path=path, device="cpu", iou_readout="median"),
+                        model=greedy.model, processor=greedy.processor)
+    prm = PRM(greedy, readout="median")
+    env = gym.make("SegAgent-Shapes-v0", split="test", image_size=224)
+    obs, info = env.reset(seed=73, options={"index": 73})
+    obs, _, _, _, info = env.step(greedy.act(obs, info))
+    assert info["iou"] == pytest.approx(0.441, abs=0.005)
+    assert isinstance(greedy.act(obs, info), Finish) and greedy.last_iou >= 0.98
+    action = median.act(obs, info)
+    assert isinstance(action, Click) and not action.positive
+    assert median.last_iou == pytest.approx(round(prm.score(obs) * 100) / 100)
+    assert median.last_iou < 0.95
+    for k in range(3):  # elsewhere too: the written number is the PRM's median, rounded to a value token
+        o, i = env.reset(seed=k, options={"index": k})
+        median.act(o, i)
+        assert median.last_iou == pytest.approx(round(prm.score(o) * 100) / 100)
+    env.close()
+
+
+def test_policy_iou_readout_is_refused_where_it_cannot_work(llava_prm):
+    from agents.mllm.policy import MLLMPolicy, MLLMPolicyConfig
+    from agents.mllm.prompt import ActionFormat
+
+    policy = llava_prm.source.policy
+    with pytest.raises(ValueError, match="iou_readout must be one of"):
+        MLLMPolicyConfig(model_path="unused", iou_readout="mode")
+    with pytest.raises(ValueError, match="several tokens.*greedy"):  # '57' is '5', '7' in this tokenizer
+        MLLMPolicy(MLLMPolicyConfig(model_path=policy.config.model_path, action_format=ActionFormat(iou_line=True),
+                                    iou_readout="median"), model=policy.model, processor=policy.processor)
+    with pytest.raises(ValueError, match="this action format has none"):
+        MLLMPolicy(MLLMPolicyConfig(model_path=policy.config.model_path, action_format=ActionFormat(iou_line=False),
+                                    iou_readout="median"), model=policy.model, processor=policy.processor)
