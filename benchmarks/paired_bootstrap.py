@@ -52,14 +52,38 @@ def final_ious(summary_path: "str | Path") -> dict[int, tuple[int, float]]:
     return out
 
 
+def _draws(n: int, resamples: int, seed: int) -> np.ndarray:
+    """``int64[resamples, n]``: item indices drawn with replacement, seeded (one row per resample)."""
+    if n == 0:
+        raise ValueError("no paired episodes")
+    return np.random.default_rng(seed).integers(0, n, size=(int(resamples), n))
+
+
+def ratio_interval(num: Sequence[float], den: Sequence[float], resamples: int = 10000, level: float = 0.95,
+                   seed: int = 0) -> "tuple[float, float] | None":
+    """Percentile-bootstrap interval of ``mean(num) / mean(den)``, the same items drawn for both.
+
+    Why paired: ``num[i]`` and ``den[i]`` come from the same item (an agent's and the oracle's gain
+    on one episode), so drawing them together keeps the per-item correlation that makes the ratio
+    far tighter than two independent means would. None where some draw has ``mean(den) <= 0``
+    (the ratio is undefined there)."""
+    num, den = np.asarray(num, float), np.asarray(den, float)
+    if num.shape != den.shape:
+        raise ValueError(f"num and den must pair item by item, got shapes {num.shape} and {den.shape}")
+    idx = _draws(num.size, resamples, seed)
+    den_means = den[idx].mean(axis=1)
+    if np.any(den_means <= 0):
+        return None
+    ratios = num[idx].mean(axis=1) / den_means
+    lo, hi = np.quantile(ratios, [(1 - level) / 2, 1 - (1 - level) / 2])
+    return float(lo), float(hi)
+
+
 def paired_bootstrap(a: Sequence[float], b: Sequence[float], resamples: int = 10000, level: float = 0.95,
                      seed: int = 0) -> dict:
     """Mean of ``b - a`` and its percentile-bootstrap interval; ``p_le_0``: share of draws with mean <= 0."""
     d = np.asarray(b, float) - np.asarray(a, float)
-    if d.size == 0:
-        raise ValueError("no paired episodes")
-    rng = np.random.default_rng(seed)
-    means = d[rng.integers(0, d.size, size=(int(resamples), d.size))].mean(axis=1)
+    means = d[_draws(d.size, resamples, seed)].mean(axis=1)
     lo, hi = np.quantile(means, [(1 - level) / 2, 1 - (1 - level) / 2])
     return {"n": int(d.size), "mean_a": float(np.mean(a)), "mean_b": float(np.mean(b)), "diff": float(d.mean()),
             "ci_low": float(lo), "ci_high": float(hi), "level": level, "p_le_0": float(np.mean(means <= 0)),

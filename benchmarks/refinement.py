@@ -10,7 +10,9 @@ Reported per cell (JSON ``--out``, a curve plot beside it):
 
 * ``miou_per_click``, ``initial_miou`` and ``gain`` (mIoU after the last click minus the initial
   mIoU); for a non-oracle agent ``gain_ratio`` = its gain over the oracle's from the same state
-  and ``final_ratio`` = its final mIoU over the oracle's;
+  and ``final_ratio`` = its final mIoU over the oracle's; ``gain_ratio_ci`` the paired-bootstrap
+  interval of ``gain_ratio`` (``--bootstrap`` draws of the items, ``--level``); ``initial_ious`` /
+  ``final_ious`` per item (after the last click, an early end carried forward) for any other test;
 * ``negative_share``: negative clicks over clicks; ``negative_in_fp``: the share of its negative
   clicks whose pixel lies in the false-positive region of the mask it was looking at (predicted
   but not ground truth, at observation resolution); ``positive_in_fn`` likewise for positive
@@ -55,6 +57,8 @@ class RefinementArgs:
     agents: list[str] = arg(["oracle", "mllm"], "agents; the first is the reference")
     model: Optional[str] = arg(None, "mllm: a local checkpoint folder (default: the shipped tiny model)")
     iou_readout: str = arg("greedy", "mllm: how the policy writes its IoU number (greedy, median or mean; agents/mllm/iou_readout.py)")
+    bootstrap: int = arg(2000, "paired-bootstrap draws for gain_ratio_ci (0: none)")
+    level: float = arg(0.95, "confidence level of gain_ratio_ci")
     search_k: int = arg(4, "tree: candidates per step")
     prm_model: Optional[str] = arg(None, "tree: a separate reward-model checkpoint (default: the policy's own line)")
     prm_readout: str = arg("greedy", "tree: greedy, median or mean (agents/prm.py)")
@@ -140,6 +144,8 @@ def run_cell(agent: Any, env_id: str, state: str, args: RefinementArgs) -> dict:
     curve = [round(float(v), 4) for v in s["miou_per_click"]]
     initial = round(float(np.mean([t.initial_iou for t in trajs])), 4)
     cell = {"miou_per_click": curve, "initial_miou": initial, "gain": round(curve[-1] - initial, 4),
+            "initial_ious": [round(float(t.initial_iou), 4) for t in trajs],
+            "final_ious": [round(float(v), 4) for v in final_ious(trajs, args.max_clicks)],
             "invalid_step_rate": round(s["invalid_step_rate"], 4), "finish_rate": round(s["finish_rate"], 4),
             "clicks_used": round(s["clicks_used"], 3), "stop_at_best_rate": s["stop_at_best_rate"],
             **audit.summary()}
@@ -150,6 +156,29 @@ def run_cell(agent: Any, env_id: str, state: str, args: RefinementArgs) -> dict:
         if len(pred) > 1 and np.std(pred) > 0 and np.std(true) > 0:
             cell["iou_pearson"] = round(float(np.corrcoef(pred, true)[0, 1]), 4)
     return cell
+
+
+def final_ious(trajs: list, max_clicks: int) -> list[float]:
+    """Per episode, the IoU that ``miou_per_click[-1]`` averages: after click ``max_clicks``, an
+    early end carrying its last IoU forward (:func:`segenv.metrics.carry_forward`, as summarize)."""
+    from segenv.metrics import carry_forward
+
+    return [float(carry_forward(t.ious if t.steps else [t.initial_iou], max_clicks)[-1]) for t in trajs]
+
+
+def gain_ratio_ci(mine: dict, theirs: dict, args: "RefinementArgs") -> "list[float] | None":
+    """The ``--level`` paired-bootstrap interval of ``gain_ratio`` over the cell's items (the agent's
+    and the reference's gains on the same item drawn together; seeded by ``--seed``). Why: at 100
+    items a ratio of two small gains (Shapes from ``box``: +0.017 for the oracle) moves by tenths
+    between splits, and a 0.8x target needs its interval to be read against."""
+    from benchmarks.paired_bootstrap import ratio_interval
+
+    init = np.asarray(mine["initial_ious"])
+    if args.bootstrap <= 0 or not np.array_equal(init, np.asarray(theirs["initial_ious"])):
+        return None  # no draws asked for, or not the same starts: not paired
+    ci = ratio_interval(np.asarray(mine["final_ious"]) - init, np.asarray(theirs["final_ious"]) - init,
+                        args.bootstrap, args.level, args.seed)
+    return None if ci is None else [round(ci[0], 4), round(ci[1], 4)]
 
 
 def plot(result: dict, path: Path) -> None:
@@ -205,6 +234,7 @@ def main(argv: Optional[list[str]] = None) -> dict:
             for state in args.states:
                 mine, theirs = cells[name][env_id][state], cells[ref][env_id][state]
                 mine["gain_ratio"] = round(mine["gain"] / theirs["gain"], 4) if theirs["gain"] > 0 else None
+                mine["gain_ratio_ci"] = gain_ratio_ci(mine, theirs, args)
                 final = theirs["miou_per_click"][-1]
                 mine["final_ratio"] = round(mine["miou_per_click"][-1] / final, 4) if final > 0 else None
     result = {"args": asdict(args), "reference": ref, "cells": cells, "wall_seconds": round(time.time() - t0, 1)}
@@ -214,7 +244,8 @@ def main(argv: Optional[list[str]] = None) -> dict:
         for env_id in args.envs:
             for state in args.states:
                 c = cells[name][env_id][state]
-                extra = "".join(f" {k} {c[k]}" for k in ("gain_ratio", "final_ratio", "iou_mae") if c.get(k) is not None)
+                extra = "".join(f" {k} {c[k]}" for k in ("gain_ratio", "gain_ratio_ci", "final_ratio", "iou_mae")
+                                if c.get(k) is not None)
                 print(f"{name:8s} {env_id:26s} {state:6s} init {c['initial_miou']:.3f} -> "
                       f"{' '.join(f'{v:.3f}' for v in c['miou_per_click'])} | neg {c['negative_share']} "
                       f"in-FP {c['negative_in_fp']}{extra}")

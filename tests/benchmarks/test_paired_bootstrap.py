@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from benchmarks.paired_bootstrap import main, paired_bootstrap
+from benchmarks.paired_bootstrap import main, paired_bootstrap, ratio_interval
 
 
 def test_constant_difference_has_a_zero_width_interval():
@@ -42,3 +42,19 @@ def test_main_pairs_episodes_from_run_outputs(tmp_path):
     c = _run(tmp_path / "c.json", [0.6, 0.8, 0.1], samples=[0, 2, 1])
     with pytest.raises(SystemExit):
         main(["--a", a, "--b", c])
+
+
+def test_ratio_interval_by_hand():
+    """mean(num)/mean(den) over the same drawn items: a constant ratio has a zero-width interval;
+    otherwise the interval matches a loop over the same seeded draws; an undefined draw gives None."""
+    den = np.array([0.1, 0.3, 0.2, 0.4])
+    assert ratio_interval(0.5 * den, den, resamples=200) == pytest.approx((0.5, 0.5))
+    num = np.array([0.05, 0.3, -0.1, 0.2])
+    idx = np.random.default_rng(3).integers(0, 4, size=(500, 4))
+    by_hand = [num[i].mean() / den[i].mean() for i in idx]
+    lo, hi = ratio_interval(num, den, resamples=500, level=0.9, seed=3)
+    assert (lo, hi) == pytest.approx(tuple(np.quantile(by_hand, [0.05, 0.95])))
+    assert lo < num.mean() / den.mean() < hi
+    assert ratio_interval(num, np.array([0.1, -0.1, 0.0, 0.0]), resamples=50) is None
+    with pytest.raises(ValueError, match="pair item by item"):
+        ratio_interval(num, den[:3])

@@ -42,6 +42,15 @@ def test_benchmark_writes_cells_and_ratios(tmp_path):
     mllm = saved["cells"]["mllm"]["SegAgent-Shapes-v0"]["points"]
     assert len(oracle["miou_per_click"]) == 2 and oracle["gain"] > 0 and oracle["negative_in_fp"] in (None, 1.0)
     assert mllm["gain_ratio"] == pytest.approx(mllm["gain"] / oracle["gain"], abs=1e-3)
+    # per-item IoUs: their means are the cell's numbers, and the paired interval is around the ratio
+    for cell in (oracle, mllm):
+        assert len(cell["final_ious"]) == len(cell["initial_ious"]) == 2
+        assert np.mean(cell["final_ious"]) == pytest.approx(cell["miou_per_click"][-1], abs=1e-3)
+        assert np.mean(cell["initial_ious"]) == pytest.approx(cell["initial_miou"], abs=1e-3)
+    assert mllm["initial_ious"] == oracle["initial_ious"]  # same items, same starts: paired
+    assert min(np.subtract(oracle["final_ious"], oracle["initial_ious"])) > 0  # so every draw has a ratio
+    lo, hi = mllm["gain_ratio_ci"]
+    assert lo - 1e-3 <= mllm["gain_ratio"] <= hi + 1e-3
     assert result["reference"] == "oracle"
 
 
