@@ -18,6 +18,9 @@ Reported per cell (JSON ``--out``, a curve plot beside it):
   but not ground truth, at observation resolution); ``positive_in_fn`` likewise for positive
   clicks and the false-negative region; ``sign_agreement``: the share of clicks whose sign is the
   one the RITM oracle (:func:`segenv.clicker.next_click`) would choose on that mask;
+  ``sign_agreement_by_depth`` the same split by how deep the oracle's click lies in its error
+  region (``DEPTH_BINS``, px at the observation size): is a wrong sign a thin error the policy may
+  not see, or a wide one it misjudges?
 * ``invalid_step_rate``, ``finish_rate``, ``clicks_used`` and ``stop_at_best_rate`` (of the
   episodes it ended with ``Finish``, the share within 0.02 of the best IoU reached);
 * when the agent states ``Current IOU`` (:func:`agents.prm.stated_ious`): ``iou_mae`` (percent) and
@@ -82,6 +85,11 @@ class RefinementArgs:
             raise ValueError("--episodes, --max-clicks and --cell-grid must be >= 1")
 
 
+# sign_agreement_by_depth: the oracle click's depth in its error region (px at the observation size;
+# the region's half-width there): below 1.5 px an error is about a pixel wide at the tiny models' 112 px input
+DEPTH_BINS = (("<1.5", 0.0, 1.5), ("1.5-3", 1.5, 3.0), ("3-6", 3.0, 6.0), (">=6", 6.0, float("inf")))
+
+
 class ClickAudit:
     """``on_step`` hook of the harness: where each click landed relative to the mask it corrected."""
 
@@ -90,7 +98,7 @@ class ClickAudit:
 
     def __call__(self, obs_before: dict, record: Any, info_after: dict) -> None:
         from segenv import render as R
-        from segenv.clicker import next_click
+        from segenv.clicker import next_click, padded_distance
 
         if record.action is None or int(record.action[0]) not in (0, 1):
             return
@@ -101,10 +109,15 @@ class ClickAudit:
         r = min(int(record.action[2] * size), size - 1)
         c = min(int(record.action[1] * size), size - 1)
         oracle = next_click(gt, mask)
+        depth = None
+        if oracle is not None:  # how deep the oracle's click lies in its error region: the error's half-width
+            region = (gt & ~mask) if oracle.positive else (~gt & mask)
+            depth = float(padded_distance(region)[oracle.row, oracle.col])
         self.rows.append({
             "positive": positive,
             "in_region": bool((gt & ~mask)[r, c] if positive else (~gt & mask)[r, c]),
             "oracle_sign": None if oracle is None else bool(oracle.positive),
+            "oracle_depth": depth,
         })
 
     def summary(self) -> dict:
@@ -121,6 +134,11 @@ class ClickAudit:
             "negative_in_fp": mean([r["in_region"] for r in neg]),
             "positive_in_fn": mean([r["in_region"] for r in pos]),
             "sign_agreement": mean([r["positive"] == r["oracle_sign"] for r in judged]),
+            "sign_agreement_by_depth": {
+                name: {"clicks": len(b), "sign_agreement": mean([r["positive"] == r["oracle_sign"] for r in b])}
+                for name, lo, hi in DEPTH_BINS
+                for b in [[r for r in judged if lo <= r["oracle_depth"] < hi]]
+            },
         }
 
 

@@ -30,6 +30,10 @@ def test_click_audit_by_hand():
     assert s["negative_in_fp"] == 0.5 and s["positive_in_fn"] == 1.0
     # the oracle clicks negative here (12 false-positive pixels against 4 false-negative ones)
     assert s["sign_agreement"] == pytest.approx(2 / 3, abs=1e-4)
+    # its click is the centre of the 4x3 false-positive block: 2 px from the nearest correct pixel
+    assert [r["oracle_depth"] for r in audit.rows] == [2.0, 2.0, 2.0]
+    assert s["sign_agreement_by_depth"]["1.5-3"] == {"clicks": 3, "sign_agreement": pytest.approx(2 / 3, abs=1e-4)}
+    assert s["sign_agreement_by_depth"]["<1.5"] == {"clicks": 0, "sign_agreement": None}
 
 
 def test_benchmark_writes_cells_and_ratios(tmp_path):
