@@ -78,14 +78,12 @@ class EvalArgs:
     end_actions: bool = arg(True, "mllm: no Finish / No Object Found answers (banned in decoding): a fixed click budget")
     no_object_bias: float = arg(0.0, "mllm: a logit bias added to the first token of 'No Object Found' where an "
                                 "action may begin (a decision threshold, issue #21); 0 = the model as trained")
-    iou_readout: Literal["greedy", "median", "mean"] = arg(
-        "greedy", "mllm: how the policy writes its 'Current IOU' number before the action: the top bin (as SegAgent "
-        "decodes), or the median / mean of its distribution over the value tokens (agents/mllm/iou_readout.py)")
+    iou_readout: Literal["greedy", "median", "mean"] = arg("greedy", "mllm: the 'Current IOU' number the policy writes before "
+                                                          "its action: the top bin, or its distribution's median / mean (agents/mllm/iou_readout.py)")
     finish_iou: Optional[float] = arg(None, "oracle: answer Finish once the IoU reaches this (unset: only when "
                                       "nothing is left to fix, so it uses its whole budget as RITM's protocol)")
     search_k: int = arg(4, "tree: candidate clicks per step (the greedy one included), scored by the PRM in one batch")
-    search_margin: float = arg(0.0, "tree: answer Finish when no candidate's predicted IoU beats the current mask's by more "
-                               "than this (IoU fraction)")
+    search_margin: float = arg(0.0, "tree: answer Finish when no candidate's predicted IoU beats the current mask's by more than this (IoU fraction)")
     search_stop: bool = arg(True, "tree: never stop on the PRM's say-so (click until --max-clicks; the policy's own "
                             "Finish still ends the episode)")
     prm_model: Optional[str] = arg(None, "tree: a separate reward-model checkpoint folder (default: the policy judges its own masks)")
