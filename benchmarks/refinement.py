@@ -83,6 +83,8 @@ class RefinementArgs:
             raise ValueError(f"unknown initial states {bad}; use {STATES}")
         if self.episodes < 1 or self.max_clicks < 1 or self.cell_grid < 1:
             raise ValueError("--episodes, --max-clicks and --cell-grid must be >= 1")
+        if self.bootstrap < 0 or not 0 < self.level < 1:
+            raise ValueError(f"--bootstrap must be >= 0 and --level in (0, 1), got {self.bootstrap} and {self.level}")
 
 
 # sign_agreement_by_depth: the oracle click's depth in its error region (px at the observation size;

@@ -72,3 +72,6 @@ def test_cell_oracle_runs_beside_the_oracle_and_a_bad_grid_is_refused(tmp_path, 
     with pytest.raises(SystemExit):
         main(["--cell-grid", "0", "--out", str(out)])
     assert "--cell-grid must be >= 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--level", "95", "--out", str(out)])
+    assert "--level in (0, 1)" in capsys.readouterr().err
