@@ -38,7 +38,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Literal, Optional
 
 if __package__ in (None, ""):  # `python benchmarks/refinement.py` from a checkout
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -59,7 +59,7 @@ class RefinementArgs:
     states: list[str] = arg(list(STATES), "initial states (empty, box, points)")
     agents: list[str] = arg(["oracle", "mllm"], "agents; the first is the reference")
     model: Optional[str] = arg(None, "mllm: a local checkpoint folder (default: the shipped tiny model)")
-    iou_readout: str = arg("greedy", "mllm: how the policy writes its IoU number (greedy, median or mean; agents/mllm/iou_readout.py)")
+    iou_readout: Literal["greedy", "median", "mean"] = arg("greedy", "mllm: how the policy writes its IoU number (agents/mllm/iou_readout.py)")
     bootstrap: int = arg(2000, "paired-bootstrap draws for gain_ratio_ci (0: none)")
     level: float = arg(0.95, "confidence level of gain_ratio_ci")
     search_k: int = arg(4, "tree: candidates per step")
@@ -165,7 +165,7 @@ def run_cell(agent: Any, env_id: str, state: str, args: RefinementArgs) -> dict:
     initial = round(float(np.mean([t.initial_iou for t in trajs])), 4)
     cell = {"miou_per_click": curve, "initial_miou": initial, "gain": round(curve[-1] - initial, 4),
             "initial_ious": [round(float(t.initial_iou), 4) for t in trajs],
-            "final_ious": [round(float(v), 4) for v in final_ious(trajs, args.max_clicks)],
+            "final_ious": [round(float(v), 4) for v in per_item_final_ious(trajs, args.max_clicks)],
             "invalid_step_rate": round(s["invalid_step_rate"], 4), "finish_rate": round(s["finish_rate"], 4),
             "clicks_used": round(s["clicks_used"], 3), "stop_at_best_rate": s["stop_at_best_rate"],
             **audit.summary()}
@@ -178,7 +178,7 @@ def run_cell(agent: Any, env_id: str, state: str, args: RefinementArgs) -> dict:
     return cell
 
 
-def final_ious(trajs: list, max_clicks: int) -> list[float]:
+def per_item_final_ious(trajs: list, max_clicks: int) -> list[float]:
     """Per episode, the IoU that ``miou_per_click[-1]`` averages: after click ``max_clicks``, an
     early end carrying its last IoU forward (:func:`segenv.metrics.carry_forward`, as summarize)."""
     from segenv.metrics import carry_forward
